@@ -1,0 +1,189 @@
+//! Start-up and shutdown: wires config, storage, the scheduler, the Discord
+//! adapter and the HTTP server together, and takes them down in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::CommandService;
+use crate::config::Settings;
+use crate::countdown::delivery::{Delivery, RetryPolicy};
+use crate::countdown::pacer::Pacer;
+use crate::countdown::{Limits, Scheduler};
+use crate::discord::handler::Handler;
+use crate::discord::sender::DiscordSink;
+use crate::discord::{self};
+use crate::metrics::Metrics;
+use crate::resume::Resumer;
+use crate::server::{self, Readiness};
+use crate::storage::{self, Journal};
+
+/// How often progress is written (one batched statement per flush).
+const JOURNAL_INTERVAL: Duration = Duration::from_millis(250);
+/// Shutdown budget for countdowns' in-flight sends; the whole exit stays under 5 s.
+const SEND_GRACE: Duration = Duration::from_secs(3);
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(crate::shutdown::on_signal(shutdown.clone()));
+
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    metrics.rate_budget.set(i64::from(settings.global_rate));
+    let pool = storage::pool(&settings.database)?;
+    let readiness = Readiness::new(pool.clone(), metrics.clone());
+
+    let listener = TcpListener::bind(settings.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on METRICS_ADDR {}", settings.metrics_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        server::router(metrics.clone(), readiness.clone()),
+        server_stop.clone(),
+    ));
+
+    if !apply_schema(&pool, &metrics, &shutdown).await {
+        server_stop.cancel();
+        return Ok(());
+    }
+
+    let journal = Journal::new(pool.clone(), metrics.clone());
+    let journal_stop = CancellationToken::new();
+    let journal_task = tokio::spawn(journal.clone().run(JOURNAL_INTERVAL, journal_stop.clone()));
+
+    let reqwest = discord::client::reqwest_client(settings.http_timeout)
+        .context("cannot build the HTTP client")?;
+    let sink = Arc::new(DiscordSink::new(
+        Arc::new(discord::client::http(&settings, reqwest.clone())),
+        reqwest.clone(),
+    ));
+    let pacer = Arc::new(Pacer::new(settings.global_rate));
+    let numbers = Delivery::new(
+        sink.clone(),
+        pacer.clone(),
+        metrics.clone(),
+        RetryPolicy::default(),
+    );
+    let replies = Delivery::new(
+        sink,
+        pacer,
+        metrics.clone(),
+        RetryPolicy {
+            give_up_after: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        },
+    );
+    let limits = Limits {
+        max_active: settings.max_active,
+        max_active_per_guild: settings.max_active_per_guild,
+    };
+    let scheduler = Scheduler::new(
+        limits,
+        numbers,
+        journal.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    );
+    let commands = CommandService::new(
+        scheduler.clone(),
+        pool.clone(),
+        journal.clone(),
+        metrics.clone(),
+        replies,
+        limits,
+        shutdown.clone(),
+    );
+    let resumer = Resumer::new(
+        pool.clone(),
+        scheduler.clone(),
+        journal.clone(),
+        metrics.clone(),
+        settings.resume_max_age,
+        shutdown.clone(),
+    );
+    let handler = Handler {
+        commands,
+        resumer,
+        readiness: readiness.clone(),
+    };
+
+    let mut client = discord::client::gateway_client(
+        discord::client::http(&settings, reqwest),
+        handler,
+    )
+    .await
+    .context("cannot build the Discord client")?;
+    let shard_manager = client.shard_manager.clone();
+    let mut gateway = tokio::spawn(async move { client.start().await });
+    tracing::info!(
+        api = settings.discord_api_url.as_deref().unwrap_or("https://discord.com"),
+        "connecting to Discord"
+    );
+
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        ended = &mut gateway => match ended {
+            Ok(Ok(())) => Err(anyhow!("the Discord gateway closed")),
+            Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
+            Err(e) => Err(anyhow!(e).context("the gateway task panicked")),
+        },
+    };
+
+    // Stop taking commands, let in-flight sends finish, record progress,
+    // close the gateway.
+    shutdown.cancel();
+    readiness.set_stopping();
+    if !scheduler.shutdown(SEND_GRACE).await {
+        tracing::warn!("some sends did not finish in time; they resume at the next start");
+    }
+    journal_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(1), journal_task).await.is_err() {
+        tracing::warn!("last progress write timed out; resume will re-send (nonces prevent duplicates)");
+    }
+    if tokio::time::timeout(Duration::from_millis(500), shard_manager.shutdown_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gateway did not close in time");
+    }
+    gateway.abort();
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Applies the schema, retrying while the database is down. False if
+/// shutdown came first.
+async fn apply_schema(
+    pool: &deadpool_postgres::Pool,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(250);
+    let mut logged = false;
+    loop {
+        match storage::migrate(pool).await {
+            Ok(()) => {
+                tracing::info!("database schema ready");
+                return true;
+            }
+            Err(error) => {
+                metrics.db_errors.inc();
+                if !logged {
+                    tracing::error!(%error, "cannot prepare the database; retrying until it answers");
+                    logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

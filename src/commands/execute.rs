@@ -1,0 +1,250 @@
+//! Carrying out a command: admission (one per channel, the caps), the
+//! database row that admits a countdown, stop, and the short replies.
+//! Every command that is not carried out is counted and journalled.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::parse::{self, Command};
+use super::replies;
+use crate::countdown::delivery::Delivery;
+use crate::countdown::sink::Outgoing;
+use crate::countdown::{CountdownSpec, Limits, Refusal, Scheduler};
+use crate::metrics::Metrics;
+use crate::storage::tasks::{self, CommandError, NewTask};
+use crate::storage::{Journal, StorageError};
+
+/// A message from a user (bots and webhooks are filtered out before).
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub message_id: u64,
+    pub channel_id: u64,
+    /// `None` for a DM.
+    pub guild_id: Option<u64>,
+    pub author_id: u64,
+    pub content: String,
+}
+
+#[derive(Clone)]
+pub struct CommandService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheduler: Scheduler,
+    pool: Pool,
+    journal: Journal,
+    metrics: Metrics,
+    replies: Delivery,
+    limits: Limits,
+    shutdown: CancellationToken,
+    bot_id: AtomicU64,
+}
+
+impl CommandService {
+    pub fn new(
+        scheduler: Scheduler,
+        pool: Pool,
+        journal: Journal,
+        metrics: Metrics,
+        replies: Delivery,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> Self {
+        CommandService {
+            inner: Arc::new(Inner {
+                scheduler,
+                pool,
+                journal,
+                metrics,
+                replies,
+                limits,
+                shutdown,
+                bot_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The bot's own user id, learnt from READY.
+    pub fn set_bot_id(&self, id: u64) {
+        self.inner.bot_id.store(id, Ordering::SeqCst);
+    }
+
+    /// Handles one user message: ignores guild messages that do not mention
+    /// the bot, carries out the rest.
+    pub async fn handle(&self, msg: Incoming) {
+        let bot_id = self.inner.bot_id.load(Ordering::SeqCst);
+        if bot_id == 0 || self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        if msg.guild_id.is_some() && !parse::mentions(&msg.content, bot_id) {
+            return;
+        }
+        let span = tracing::info_span!(
+            "command",
+            channel_id = msg.channel_id,
+            message_id = msg.message_id,
+            task_id = tracing::field::Empty
+        );
+        self.execute(parse::parse(&msg.content, bot_id), &msg)
+            .instrument(span)
+            .await;
+    }
+
+    async fn execute(&self, command: Command, msg: &Incoming) {
+        let m = &self.inner.metrics;
+        match command {
+            Command::Count(target) => {
+                m.commands.with_label_values(&["count"]).inc();
+                self.count(target, msg).await;
+            }
+            Command::Stop => {
+                m.commands.with_label_values(&["stop"]).inc();
+                match self.inner.scheduler.stop(msg.channel_id).await {
+                    Some(stopped) => {
+                        m.cancelled.inc();
+                        tracing::Span::current().record("task_id", stopped.task_id);
+                        self.reply(msg, replies::stopped(stopped));
+                    }
+                    None => {
+                        self.refuse(msg, "not_counting", "nothing is counting here", None);
+                        self.reply(msg, replies::not_counting());
+                    }
+                }
+            }
+            Command::Help => {
+                m.commands.with_label_values(&["help"]).inc();
+                self.reply(msg, replies::usage());
+            }
+            Command::Invalid(reason) => {
+                m.invalid_commands
+                    .with_label_values(&[reason.label()])
+                    .inc();
+                tracing::info!(reason = reason.label(), "invalid command");
+                self.journal_error(msg, "invalid", reason.label().to_owned(), None);
+                self.reply(msg, replies::invalid(reason));
+            }
+        }
+    }
+
+    async fn count(&self, target: u16, msg: &Incoming) {
+        let inner = &self.inner;
+        let reservation = match inner.scheduler.reserve(msg.channel_id, msg.guild_id) {
+            Ok(r) => r,
+            Err(refusal) => return self.refuse_count(msg, refusal),
+        };
+        let new = NewTask {
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            user_id: msg.author_id,
+            target,
+        };
+        let mut inserted = tasks::insert(&inner.pool, &new).await;
+        if matches!(inserted, Err(StorageError::ChannelBusy)) {
+            // The countdown that just ended here may not have its final
+            // status written yet: write it, then try once more.
+            if inner.journal.flush().await.is_ok() {
+                inserted = tasks::insert(&inner.pool, &new).await;
+            }
+        }
+        let row = match inserted {
+            Ok(row) => row,
+            Err(StorageError::ChannelBusy) => {
+                drop(reservation);
+                return self.refuse_count(msg, Refusal::BusyChannel);
+            }
+            Err(error) => {
+                drop(reservation);
+                inner.metrics.db_errors.inc();
+                tracing::error!(%error, "cannot admit a countdown: database unavailable");
+                self.journal_error(msg, "db_unavailable", error.to_string(), None);
+                self.reply(msg, replies::database_down());
+                return;
+            }
+        };
+        tracing::Span::current().record("task_id", row.id);
+        tracing::info!(target, "countdown admitted");
+        inner.metrics.count_target.observe(f64::from(target));
+        inner.scheduler.start(
+            reservation,
+            CountdownSpec {
+                task_id: row.id,
+                channel_id: msg.channel_id,
+                guild_id: msg.guild_id,
+                user_id: msg.author_id,
+                target,
+                next: 1,
+                first_due: Instant::now(),
+            },
+        );
+    }
+
+    fn refuse_count(&self, msg: &Incoming, refusal: Refusal) {
+        let running = self
+            .inner
+            .scheduler
+            .live(msg.channel_id)
+            .map(|live| (live.last_sent(), live.spec.target));
+        let task_id = self
+            .inner
+            .scheduler
+            .live(msg.channel_id)
+            .map(|l| l.spec.task_id)
+            .filter(|_| refusal == Refusal::BusyChannel);
+        self.refuse(msg, refusal.label(), "refused", task_id);
+        self.reply(msg, replies::refused(refusal, self.inner.limits, running));
+    }
+
+    fn refuse(&self, msg: &Incoming, reason: &'static str, error: &str, task_id: Option<i64>) {
+        self.inner
+            .metrics
+            .wrong_commands
+            .with_label_values(&[reason])
+            .inc();
+        tracing::info!(reason, "command refused");
+        self.journal_error(msg, reason, error.to_owned(), task_id);
+    }
+
+    fn journal_error(&self, msg: &Incoming, kind: &'static str, error: String, task_id: Option<i64>) {
+        self.inner.journal.command_error(CommandError {
+            kind,
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            user_id: Some(msg.author_id),
+            content: Some(msg.content.clone()),
+            error,
+            task_id,
+            at: Utc::now(),
+        });
+    }
+
+    /// Sends a reply in the background (shutdown waits for it).
+    fn reply(&self, msg: &Incoming, text: String) {
+        let inner = self.inner.clone();
+        let channel_id = msg.channel_id;
+        let outgoing = Outgoing::Reply {
+            to_message: msg.message_id,
+            text,
+        };
+        let span = tracing::Span::current();
+        self.inner.scheduler.track(
+            async move {
+                match inner
+                    .replies
+                    .deliver(channel_id, &outgoing, &inner.shutdown)
+                    .await
+                {
+                    Ok(_) => inner.metrics.replies_sent.inc(),
+                    Err(error) => tracing::warn!(%error, "reply not sent"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Settings: the environment (and `config.env`, read by `main` with dotenvy)
+//! turned into one typed, validated [`Settings`] value at start.
+//!
+//! A missing or malformed variable is a [`ConfigError`] that names the
+//! variable. Secret values (the token, the database URL and password) are
+//! never echoed back, not even when they are malformed.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Everything the bot reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub discord_token: SecretString,
+    pub database: DatabaseSettings,
+    /// Base URL replacing `https://discord.com` (a local fake or an HTTP proxy).
+    pub discord_api_url: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub max_active: usize,
+    pub max_active_per_guild: usize,
+    pub global_rate: u32,
+    pub resume_max_age: Duration,
+    /// Timeout of one HTTP request to Discord (serenity's default has none).
+    pub http_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Where the database is: a URL, or the split `POSTGRES_*` form of `config.env`.
+#[derive(Debug, Clone)]
+pub enum DatabaseSettings {
+    Url(SecretString),
+    Split {
+        host: String,
+        port: u16,
+        dbname: String,
+        user: String,
+        password: SecretString,
+    },
+}
+
+impl DatabaseSettings {
+    /// The tokio-postgres configuration these settings describe.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        match self {
+            DatabaseSettings::Url(url) => tokio_postgres::Config::from_str(url.expose_secret())
+                .map_err(|_| ConfigError::invalid("DATABASE_URL", "not a valid postgres:// URL")),
+            DatabaseSettings::Split {
+                host,
+                port,
+                dbname,
+                user,
+                password,
+            } => {
+                let mut cfg = tokio_postgres::Config::new();
+                cfg.host(host)
+                    .port(*port)
+                    .dbname(dbname)
+                    .user(user)
+                    .password(password.expose_secret());
+                Ok(cfg)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A setting that stops the bot at start. The message names the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("configuration: {0} is not set")]
+    Missing(&'static str),
+    #[error("configuration: {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(var: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let discord_token = get("DISCORD_TOKEN").ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
+        if discord_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::invalid(
+                "DISCORD_TOKEN",
+                "contains whitespace or control characters",
+            ));
+        }
+
+        let database = match get("DATABASE_URL") {
+            Some(url) => DatabaseSettings::Url(SecretString::from(url)),
+            None => DatabaseSettings::Split {
+                host: get("POSTGRES_HOST").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+                port: parse_or("POSTGRES_PORT", get("POSTGRES_PORT"), 5432)?,
+                dbname: get("POSTGRES_DB").ok_or(ConfigError::Missing("POSTGRES_DB"))?,
+                user: get("POSTGRES_USER").ok_or(ConfigError::Missing("POSTGRES_USER"))?,
+                password: SecretString::from(get("POSTGRES_PASSWORD").unwrap_or_default()),
+            },
+        };
+        database.pg_config()?;
+
+        let discord_api_url = match get("DISCORD_API_URL") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "DISCORD_API_URL",
+                    "must start with http:// or https://",
+                ))
+            }
+            None => None,
+        };
+
+        let metrics_addr = parse_or(
+            "METRICS_ADDR",
+            get("METRICS_ADDR"),
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+        )?;
+        let max_active: usize = parse_or("MAX_ACTIVE", get("MAX_ACTIVE"), 40)?;
+        let max_active_per_guild: usize =
+            parse_or("MAX_ACTIVE_PER_GUILD", get("MAX_ACTIVE_PER_GUILD"), 5)?;
+        let global_rate: u32 = parse_or("GLOBAL_RATE", get("GLOBAL_RATE"), 50)?;
+        for (var, value) in [
+            ("MAX_ACTIVE", max_active),
+            ("MAX_ACTIVE_PER_GUILD", max_active_per_guild),
+            ("GLOBAL_RATE", global_rate as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(var, "must be at least 1"));
+            }
+        }
+
+        let resume_max_age = duration_or("RESUME_MAX_AGE", get("RESUME_MAX_AGE"), "1h")?;
+        let http_timeout = duration_or("DISCORD_HTTP_TIMEOUT", get("DISCORD_HTTP_TIMEOUT"), "10s")?;
+        if http_timeout.is_zero() {
+            return Err(ConfigError::invalid("DISCORD_HTTP_TIMEOUT", "must be above 0"));
+        }
+
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase) {
+            None => LogFormat::Pretty,
+            Some(f) if f == "pretty" => LogFormat::Pretty,
+            Some(f) if f == "json" => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} is neither \"pretty\" nor \"json\""),
+                ))
+            }
+        };
+
+        Ok(Settings {
+            discord_token: SecretString::from(discord_token),
+            database,
+            discord_api_url,
+            metrics_addr,
+            max_active,
+            max_active_per_guild,
+            global_rate,
+            resume_max_age,
+            http_timeout,
+            log_format,
+        })
+    }
+}
+
+fn parse_or<T: FromStr>(var: &'static str, raw: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| ConfigError::invalid(var, format!("{raw:?}: {e}"))),
+    }
+}
+
+fn duration_or(
+    var: &'static str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let raw = raw.unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(&raw).map_err(|e| {
+        ConfigError::invalid(var, format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("DISCORD_TOKEN", "secret-token-value"),
+        ("DATABASE_URL", "postgres://u:p@localhost:5432/db"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.metrics_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(s.max_active, 40);
+        assert_eq!(s.max_active_per_guild, 5);
+        assert_eq!(s.global_rate, 50);
+        assert_eq!(s.resume_max_age, Duration::from_secs(3600));
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert!(s.discord_api_url.is_none());
+    }
+
+    #[test]
+    fn missing_token_names_the_variable() {
+        let err = settings(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap_err();
+        assert_eq!(err.to_string(), "configuration: DISCORD_TOKEN is not set");
+    }
+
+    #[test]
+    fn missing_database_names_the_variable() {
+        let err = settings(&[("DISCORD_TOKEN", "t")]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("DATABASE_URL"));
+    }
+
+    #[test]
+    fn split_database_form_is_accepted() {
+        let s = settings(&[
+            ("DISCORD_TOKEN", "t"),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_DB", "countdown"),
+            ("POSTGRES_USER", "countdown"),
+            ("POSTGRES_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        let cfg = s.database.pg_config().unwrap();
+        assert_eq!(cfg.get_dbname(), Some("countdown"));
+        assert_eq!(cfg.get_ports(), &[5432]);
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        for (var, value) in [
+            ("MAX_ACTIVE", "many"),
+            ("MAX_ACTIVE", "0"),
+            ("MAX_ACTIVE_PER_GUILD", "-1"),
+            ("GLOBAL_RATE", "1.5"),
+            ("RESUME_MAX_AGE", "soon"),
+            ("METRICS_ADDR", "localhost"),
+            ("LOG_FORMAT", "xml"),
+            ("DISCORD_API_URL", "ftp://x"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push((var, value));
+            let err = settings(&vars).unwrap_err().to_string();
+            assert!(err.contains(var), "{err} should name {var}");
+            assert_eq!(err.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let err = settings(&[
+            ("DISCORD_TOKEN", "secret-token-value"),
+            ("DATABASE_URL", "not a url secret-pw"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("DATABASE_URL"));
+        assert!(!err.contains("secret-pw"));
+        let err = settings(&[("DISCORD_TOKEN", "bad token"), BASE[1]])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("bad token"));
+        let debug = format!("{:?}", settings(&BASE).unwrap());
+        assert!(!debug.contains("secret-token-value"));
+        assert!(!debug.contains("u:p@"));
+    }
+}

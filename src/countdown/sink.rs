@@ -1,0 +1,79 @@
+//! The one thing the scheduler needs from Discord: post a message to a
+//! channel and say how it went. The serenity adapter implements it for real;
+//! tests implement it with a recorder, so the scheduler's timing is tested
+//! with paused time and no network.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A message the bot posts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Number `k` of countdown `task_id`; sent with nonce `"<task_id>:<k>"`.
+    Number { task_id: i64, k: u16 },
+    /// A short text answering the user's message `to_message`.
+    Reply { to_message: u64, text: String },
+}
+
+impl Outgoing {
+    /// The nonce that lets Discord drop a repeated send (at most 25 characters).
+    pub fn nonce(&self) -> String {
+        match self {
+            Outgoing::Number { task_id, k } => format!("{task_id}:{k}"),
+            Outgoing::Reply { to_message, .. } => format!("r{to_message}"),
+        }
+    }
+}
+
+/// What Discord said about the bucket on a successful send.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delivered {
+    /// `X-RateLimit-Remaining`.
+    pub remaining: Option<u32>,
+    /// `X-RateLimit-Reset-After`.
+    pub reset_after: Option<Duration>,
+}
+
+/// Why one attempt to post failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum SendError {
+    #[error("rate limited for {retry_after:?} (global: {global})")]
+    RateLimited { retry_after: Duration, global: bool },
+    #[error("Discord answered HTTP {status}")]
+    Server { status: u16 },
+    #[error("request timed out")]
+    Timeout,
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("Discord refused the message (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+impl SendError {
+    /// Label for `countdown_send_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::RateLimited { .. } => "rate_limited",
+            SendError::Server { .. } => "server_error",
+            SendError::Timeout => "timeout",
+            SendError::Network(_) => "network",
+            SendError::Rejected { .. } => "rejected",
+            SendError::InvalidResponse(_) => "invalid_response",
+        }
+    }
+
+    /// A rejected message (missing permission, unknown channel) will not
+    /// succeed on a retry; everything else may.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SendError::Rejected { .. })
+    }
+}
+
+#[async_trait]
+pub trait MessageSink: Send + Sync + 'static {
+    /// One attempt to post `message` in `channel_id`.
+    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError>;
+}

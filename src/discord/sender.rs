@@ -1,0 +1,233 @@
+//! Posting messages. Each request is built with serenity's `Request` (so the
+//! proxy base URL and the token header are serenity's) but executed here,
+//! because serenity's `Http::request` drops the headers and body of a failed
+//! answer, and we need `Retry-After`, `X-RateLimit-*` and the 429 body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serenity::all::{
+    ChannelId, CreateAllowedMentions, CreateMessage, Http, LightMethod, MessageId,
+    MessageReference, MessageReferenceKind, Nonce, Request, Route,
+};
+
+use crate::countdown::sink::{Delivered, MessageSink, Outgoing, SendError};
+
+pub struct DiscordSink {
+    http: Arc<Http>,
+    client: reqwest::Client,
+}
+
+impl DiscordSink {
+    /// `client` must be the one given to serenity's `HttpBuilder`, so both share
+    /// the connection pool and the timeout.
+    pub fn new(http: Arc<Http>, client: reqwest::Client) -> Self {
+        DiscordSink { http, client }
+    }
+}
+
+/// The JSON body of a message: never pings anyone, always carries a nonce
+/// Discord enforces, so a repeated request cannot post twice.
+pub fn message_body(channel_id: ChannelId, message: &Outgoing) -> CreateMessage {
+    let builder = CreateMessage::new()
+        .nonce(Nonce::String(message.nonce()))
+        .enforce_nonce(true)
+        .allowed_mentions(CreateAllowedMentions::new().replied_user(false));
+    match message {
+        Outgoing::Number { k, .. } => builder.content(k.to_string()),
+        Outgoing::Reply { to_message, text } => builder.content(text).reference_message(
+            MessageReference::new(MessageReferenceKind::Default, channel_id)
+                .message_id(MessageId::new((*to_message).max(1)))
+                .fail_if_not_exists(false),
+        ),
+    }
+}
+
+#[async_trait]
+impl MessageSink for DiscordSink {
+    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError> {
+        if channel_id == 0 {
+            return Err(SendError::Rejected {
+                status: 0,
+                message: "channel id 0".into(),
+            });
+        }
+        let channel = ChannelId::new(channel_id);
+        let body = serde_json::to_vec(&message_body(channel, message))
+            .map_err(|e| SendError::InvalidResponse(format!("cannot encode message: {e}")))?;
+        let request = Request::new(Route::ChannelMessages { channel_id: channel }, LightMethod::Post)
+            .body(Some(body))
+            .build(&self.client, self.http.token(), self.http.proxy.as_deref())
+            .map_err(|e| SendError::Network(format!("cannot build request: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                SendError::Timeout
+            } else {
+                SendError::Network(e.without_url().to_string())
+            }
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if status.is_success() {
+            return Ok(Delivered {
+                remaining: header(&headers, "x-ratelimit-remaining"),
+                reset_after: header::<f64>(&headers, "x-ratelimit-reset-after").and_then(seconds),
+            });
+        }
+        // Bodies of failed answers are small JSON (or Cloudflare's HTML).
+        let text = response.text().await.unwrap_or_default();
+        Err(classify_failure(status, &headers, &text))
+    }
+}
+
+/// Turns a non-2xx answer into a [`SendError`].
+pub fn classify_failure(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let from_body = json
+            .as_ref()
+            .and_then(|j| j.get("retry_after"))
+            .and_then(serde_json::Value::as_f64);
+        let retry_after = from_body
+            .or_else(|| header::<f64>(headers, "retry-after"))
+            .and_then(seconds)
+            .unwrap_or(Duration::from_secs(1));
+        let global = json
+            .as_ref()
+            .and_then(|j| j.get("global"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+            || header::<String>(headers, "x-ratelimit-global").is_some_and(|v| v == "true")
+            || header::<String>(headers, "x-ratelimit-scope").is_some_and(|v| v == "global");
+        return SendError::RateLimited {
+            retry_after,
+            global,
+        };
+    }
+    if status.is_server_error() {
+        return SendError::Server {
+            status: status.as_u16(),
+        };
+    }
+    let message = json
+        .as_ref()
+        .and_then(|j| j.get("message"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    SendError::Rejected {
+        status: status.as_u16(),
+        message,
+    }
+}
+
+fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn numbers_carry_nonce_and_ping_nobody() {
+        let body = serde_json::to_value(message_body(
+            ChannelId::new(5),
+            &Outgoing::Number { task_id: 42, k: 7 },
+        ))
+        .unwrap();
+        assert_eq!(body["content"], "7");
+        assert_eq!(body["nonce"], "42:7");
+        assert_eq!(body["enforce_nonce"], true);
+        assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(body["allowed_mentions"]["replied_user"], false);
+    }
+
+    #[test]
+    fn the_longest_nonce_fits_discords_limit() {
+        let nonce = Outgoing::Number {
+            task_id: i64::MAX,
+            k: 9999,
+        }
+        .nonce();
+        assert!(nonce.len() <= 25, "{nonce}");
+        let reply = Outgoing::Reply {
+            to_message: u64::MAX,
+            text: String::new(),
+        };
+        assert!(reply.nonce().len() <= 25);
+    }
+
+    #[test]
+    fn replies_reference_the_command() {
+        let body = serde_json::to_value(message_body(
+            ChannelId::new(5),
+            &Outgoing::Reply {
+                to_message: 99,
+                text: "hi @everyone".into(),
+            },
+        ))
+        .unwrap();
+        assert_eq!(body["message_reference"]["message_id"], "99");
+        assert_eq!(body["message_reference"]["fail_if_not_exists"], false);
+        assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn rate_limit_answers_are_read_from_body_and_headers() {
+        let mut headers = HeaderMap::new();
+        let err = classify_failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#,
+        );
+        assert_eq!(
+            err,
+            SendError::RateLimited {
+                retry_after: Duration::from_millis(250),
+                global: false
+            }
+        );
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        headers.insert("x-ratelimit-global", HeaderValue::from_static("true"));
+        let err = classify_failure(StatusCode::TOO_MANY_REQUESTS, &headers, "");
+        assert_eq!(
+            err,
+            SendError::RateLimited {
+                retry_after: Duration::from_secs(2),
+                global: true
+            }
+        );
+    }
+
+    #[test]
+    fn cloudflare_html_502_is_retryable() {
+        let err = classify_failure(
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            "<html><body>502 Bad Gateway</body></html>",
+        );
+        assert_eq!(err, SendError::Server { status: 502 });
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn missing_permission_is_not_retried() {
+        let err = classify_failure(
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            r#"{"message":"Missing Permissions","code":50013}"#,
+        );
+        assert_eq!(err.kind(), "rejected");
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("Missing Permissions"));
+    }
+}

@@ -1,0 +1,24 @@
+//! countdown: a self-hosted Discord bot that counts, one message per second,
+//! on time, exactly once across crashes.
+//!
+//! The layout follows the flow of a command:
+//! - [`config`]: settings from the environment, validated at start.
+//! - [`discord`]: the serenity adapter (gateway events in, messages out).
+//! - [`commands`]: the grammar (pure) and carrying a command out.
+//! - [`countdown`]: scheduling, timing, the rate-limit pacer, delivery.
+//! - [`storage`]: PostgreSQL: schema, queries, the background journal.
+//! - [`resume`]: picking up `running` countdowns after a restart.
+//! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`.
+//! - [`telemetry`]: logging. [`shutdown`]: signals. [`app`]: wiring.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod countdown;
+pub mod discord;
+pub mod metrics;
+pub mod resume;
+pub mod server;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;

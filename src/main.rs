@@ -1,0 +1,35 @@
+//! The `countdown` binary: reads `config.env` and the environment, starts
+//! the bot, exits 0 after a clean shutdown.
+
+use std::process::ExitCode;
+
+use secrecy::ExposeSecret;
+
+use countdown::config::Settings;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match dotenvy::from_filename("config.env") {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => {
+            eprintln!("configuration: cannot read config.env: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    countdown::telemetry::init(settings.log_format, settings.discord_token.expose_secret());
+    match countdown::app::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

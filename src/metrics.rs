@@ -1,0 +1,219 @@
+//! Every Prometheus metric of the bot, defined in one place and passed around
+//! as a handle ([`Metrics`]), plus the text rendering for `/metrics`.
+//!
+//! No label carries a channel, user or guild id: label values come from
+//! bounded sets, and every known value is created at start so dashboards and
+//! alerts see a series (at 0) before the first event.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::commands::parse::InvalidReason;
+
+/// Refusal reasons of `countdown_wrong_commands_total`.
+pub const WRONG_REASONS: [&str; 4] = ["busy_channel", "not_counting", "busy_guild", "busy_bot"];
+/// Kinds of `countdown_send_errors_total`.
+pub const SEND_ERROR_KINDS: [&str; 6] = [
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "network",
+    "rejected",
+    "invalid_response",
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub commands: IntCounterVec,
+    pub invalid_commands: IntCounterVec,
+    pub wrong_commands: IntCounterVec,
+    pub cancelled: IntCounter,
+    pub count_target: Histogram,
+    pub active: IntGauge,
+    pub messages_sent: IntCounter,
+    pub replies_sent: IntCounter,
+    pub send_errors: IntCounterVec,
+    pub tick_lateness: Histogram,
+    pub resumed: IntCounter,
+    pub db_errors: IntCounter,
+    pub finished: IntCounterVec,
+    pub gateway_ready: IntGauge,
+    pub rate_budget: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let commands = IntCounterVec::new(
+            Opts::new("countdown_commands_total", "Valid commands received, by command."),
+            &["command"],
+        )?;
+        let invalid_commands = IntCounterVec::new(
+            Opts::new(
+                "countdown_invalid_commands_total",
+                "Messages addressed to the bot that are not a valid command, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let wrong_commands = IntCounterVec::new(
+            Opts::new(
+                "countdown_wrong_commands_total",
+                "Valid commands refused (busy channel, caps, nothing to stop), by reason.",
+            ),
+            &["reason"],
+        )?;
+        let cancelled = IntCounter::new(
+            "countdown_cancelled_total",
+            "Countdowns stopped by a user before their end.",
+        )?;
+        let count_target = Histogram::with_opts(
+            HistogramOpts::new("countdown_count_target", "Requested N of accepted countdowns.")
+                .buckets(vec![
+                    1.0, 5.0, 10.0, 30.0, 60.0, 100.0, 300.0, 1000.0, 3000.0, 9999.0,
+                ]),
+        )?;
+        let active = IntGauge::new("countdown_active", "Countdowns running now.")?;
+        let messages_sent = IntCounter::new(
+            "countdown_messages_sent_total",
+            "Numbers posted to Discord.",
+        )?;
+        let replies_sent = IntCounter::new(
+            "countdown_replies_sent_total",
+            "Replies (usage, refusals, stop confirmations) posted to Discord.",
+        )?;
+        let send_errors = IntCounterVec::new(
+            Opts::new(
+                "countdown_send_errors_total",
+                "Failed attempts to post a message, by kind (each retry counts).",
+            ),
+            &["kind"],
+        )?;
+        let tick_lateness = Histogram::with_opts(
+            HistogramOpts::new(
+                "countdown_tick_lateness_seconds",
+                "How late each number's send started, against its due time.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let resumed = IntCounter::new(
+            "countdown_resumed_total",
+            "Countdowns resumed from the database after a restart.",
+        )?;
+        let db_errors = IntCounter::new(
+            "countdown_db_errors_total",
+            "Failed database operations.",
+        )?;
+        let finished = IntCounterVec::new(
+            Opts::new(
+                "countdown_countdowns_ended_total",
+                "Countdowns that ended, by final status.",
+            ),
+            &["status"],
+        )?;
+        let gateway_ready = IntGauge::new(
+            "countdown_gateway_ready",
+            "1 while the Discord gateway session is ready.",
+        )?;
+        let rate_budget = IntGauge::new(
+            "countdown_rate_budget_per_second",
+            "GLOBAL_RATE: requests per second the bot allows itself.",
+        )?;
+
+        for c in [
+            Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(invalid_commands.clone()),
+            Box::new(wrong_commands.clone()),
+            Box::new(cancelled.clone()),
+            Box::new(count_target.clone()),
+            Box::new(active.clone()),
+            Box::new(messages_sent.clone()),
+            Box::new(replies_sent.clone()),
+            Box::new(send_errors.clone()),
+            Box::new(tick_lateness.clone()),
+            Box::new(resumed.clone()),
+            Box::new(db_errors.clone()),
+            Box::new(finished.clone()),
+            Box::new(gateway_ready.clone()),
+            Box::new(rate_budget.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        for command in ["count", "stop", "help"] {
+            commands.with_label_values(&[command]);
+        }
+        for reason in InvalidReason::ALL {
+            invalid_commands.with_label_values(&[reason.label()]);
+        }
+        for reason in WRONG_REASONS {
+            wrong_commands.with_label_values(&[reason]);
+        }
+        for kind in SEND_ERROR_KINDS {
+            send_errors.with_label_values(&[kind]);
+        }
+        for status in ["finished", "stopped", "failed", "expired"] {
+            finished.with_label_values(&[status]);
+        }
+
+        Ok(Metrics {
+            registry,
+            commands,
+            invalid_commands,
+            wrong_commands,
+            cancelled,
+            count_target,
+            active,
+            messages_sent,
+            replies_sent,
+            send_errors,
+            tick_lateness,
+            resumed,
+            db_errors,
+            finished,
+            gateway_ready,
+            rate_budget,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_design_metric_is_exported_before_any_event() {
+        let text = Metrics::new().unwrap().render().unwrap();
+        for name in [
+            "countdown_commands_total{command=\"count\"} 0",
+            "countdown_invalid_commands_total{reason=\"out_of_range\"} 0",
+            "countdown_wrong_commands_total{reason=\"busy_channel\"} 0",
+            "countdown_cancelled_total 0",
+            "countdown_count_target_bucket{le=\"9999\"} 0",
+            "countdown_active 0",
+            "countdown_messages_sent_total 0",
+            "countdown_send_errors_total{kind=\"rate_limited\"} 0",
+            "countdown_tick_lateness_seconds_bucket",
+            "countdown_resumed_total 0",
+            "countdown_db_errors_total 0",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name}");
+        }
+    }
+}

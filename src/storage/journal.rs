@@ -1,0 +1,231 @@
+//! The journal: everything the bot must record but must not wait for.
+//!
+//! Countdowns note their progress here (a map write, no I/O) and a
+//! background loop writes it in batches, so a slow or absent database never
+//! delays a number. While the database is down, rows wait here (bounded) and
+//! are written once it is back; the outage itself is logged once when it
+//! starts, once when it ends, and recorded in `general_errors`.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::tasks::{self, CommandError, GeneralError, TaskStatus};
+use super::StorageError;
+use crate::metrics::Metrics;
+
+/// Error rows kept while the database is down; beyond this the oldest go
+/// (they are in the log as well).
+const MAX_PENDING_ERRORS: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    metrics: Metrics,
+    pending: Mutex<Pending>,
+    /// One flush at a time; it also holds what we know of an ongoing outage.
+    flushing: tokio::sync::Mutex<Outage>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    progress: HashMap<i64, i32>,
+    ends: HashMap<i64, (TaskStatus, i32)>,
+    command_errors: Vec<CommandError>,
+    general_errors: Vec<GeneralError>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.progress.is_empty()
+            && self.ends.is_empty()
+            && self.command_errors.is_empty()
+            && self.general_errors.is_empty()
+    }
+
+    /// Puts back what a failed flush took, under anything newer.
+    fn restore(&mut self, old: Pending) {
+        for (id, k) in old.progress {
+            if !self.ends.contains_key(&id) {
+                let entry = self.progress.entry(id).or_insert(k);
+                *entry = (*entry).max(k);
+            }
+        }
+        for (id, end) in old.ends {
+            self.ends.entry(id).or_insert(end);
+        }
+        let mut errors = old.command_errors;
+        errors.append(&mut self.command_errors);
+        self.command_errors = errors;
+        let mut general = old.general_errors;
+        general.append(&mut self.general_errors);
+        self.general_errors = general;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        for len in [self.command_errors.len(), self.general_errors.len()] {
+            if len > MAX_PENDING_ERRORS {
+                tracing::warn!(
+                    dropped = len - MAX_PENDING_ERRORS,
+                    "database down too long: dropping the oldest unwritten error rows"
+                );
+            }
+        }
+        let excess = self.command_errors.len().saturating_sub(MAX_PENDING_ERRORS);
+        self.command_errors.drain(..excess);
+        let excess = self.general_errors.len().saturating_sub(MAX_PENDING_ERRORS);
+        self.general_errors.drain(..excess);
+    }
+}
+
+#[derive(Default)]
+struct Outage {
+    since: Option<(DateTime<Utc>, String)>,
+}
+
+impl Journal {
+    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+        Journal {
+            inner: Arc::new(Inner {
+                pool,
+                metrics,
+                pending: Mutex::new(Pending::default()),
+                flushing: tokio::sync::Mutex::new(Outage::default()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner.pending.lock().expect("journal state poisoned")
+    }
+
+    /// Number `k` of countdown `task_id` was delivered.
+    pub fn progress(&self, task_id: i64, k: u16) {
+        let mut pending = self.pending();
+        let entry = pending.progress.entry(task_id).or_insert(0);
+        *entry = (*entry).max(i32::from(k));
+    }
+
+    /// Countdown `task_id` ended with `status` after delivering `last_sent`.
+    pub fn end(&self, task_id: i64, status: TaskStatus, last_sent: u16) {
+        let mut pending = self.pending();
+        pending.progress.remove(&task_id);
+        pending
+            .ends
+            .insert(task_id, (status, i32::from(last_sent)));
+        drop(pending);
+        self.inner.wake.notify_one();
+    }
+
+    pub fn command_error(&self, row: CommandError) {
+        let mut pending = self.pending();
+        pending.command_errors.push(row);
+        pending.trim();
+    }
+
+    pub fn general_error(&self, context: &'static str, error: impl Display) {
+        let mut pending = self.pending();
+        pending.general_errors.push(GeneralError {
+            context,
+            error: error.to_string(),
+            at: Utc::now(),
+        });
+        pending.trim();
+    }
+
+    /// Writes everything pending now. On failure it stays pending.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let mut outage = self.inner.flushing.lock().await;
+        let batch = std::mem::take(&mut *self.pending());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.write(&batch).await {
+            Ok(()) => {
+                if let Some((since, first_error)) = outage.since.take() {
+                    let lasted = (Utc::now() - since).to_std().unwrap_or_default();
+                    tracing::info!(
+                        outage = %humantime::format_duration(round_to_ms(lasted)),
+                        "database is back; pending progress written"
+                    );
+                    self.general_error(
+                        "database",
+                        format!(
+                            "database unavailable from {} for {}: {first_error}",
+                            since.to_rfc3339(),
+                            humantime::format_duration(round_to_ms(lasted))
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.inner.metrics.db_errors.inc();
+                if outage.since.is_none() {
+                    tracing::error!(%error, "cannot write to the database; keeping progress in memory and retrying");
+                    outage.since = Some((Utc::now(), error.to_string()));
+                } else {
+                    tracing::debug!(%error, "database still unavailable");
+                }
+                self.pending().restore(batch);
+                Err(error)
+            }
+        }
+    }
+
+    async fn write(&self, batch: &Pending) -> Result<(), StorageError> {
+        let client = self.inner.pool.get().await?;
+        if !batch.ends.is_empty() {
+            let ids: Vec<i64> = batch.ends.keys().copied().collect();
+            let statuses: Vec<&str> = ids.iter().map(|id| batch.ends[id].0.as_str()).collect();
+            let last: Vec<i32> = ids.iter().map(|id| batch.ends[id].1).collect();
+            tasks::write_ends(&**client, &ids, &statuses, &last).await?;
+        }
+        if !batch.progress.is_empty() {
+            let (ids, last): (Vec<i64>, Vec<i32>) = batch.progress.iter().unzip();
+            tasks::write_progress(&**client, &ids, &last).await?;
+        }
+        if !batch.command_errors.is_empty() {
+            tasks::insert_command_errors(&**client, &batch.command_errors).await?;
+        }
+        if !batch.general_errors.is_empty() {
+            tasks::insert_general_errors(&**client, &batch.general_errors).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every `interval` (at once when a countdown ends) until
+    /// `shutdown`, then makes a last attempt.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            let _ = self.flush().await;
+        }
+        if let Err(error) = self.flush().await {
+            tracing::error!(%error, "could not write the last progress before exit; resume will re-send (nonces prevent duplicates)");
+        }
+    }
+}
+
+fn round_to_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}

@@ -1,0 +1,238 @@
+//! The queries, one function each, all parameterised. Batch writes take
+//! arrays (`unnest`) so a flush is one round trip per kind of row, however
+//! many countdowns are running.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Row;
+
+use super::{db_id, StorageError};
+
+/// Final state of a countdown (`running` is the only non-final one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    Running,
+    Finished,
+    Stopped,
+    Failed,
+    Expired,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Finished => "finished",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A countdown as stored.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: i64,
+    pub channel_id: u64,
+    pub guild_id: Option<u64>,
+    pub user_id: u64,
+    pub target: u16,
+    pub last_sent: u16,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TaskRow {
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(TaskRow {
+            id: row.try_get("id")?,
+            channel_id: row.try_get::<_, i64>("channel_id")? as u64,
+            guild_id: row.try_get::<_, Option<i64>>("guild_id")?.map(|g| g as u64),
+            user_id: row.try_get::<_, i64>("user_id")? as u64,
+            // The table's CHECKs keep both within 0..=9999.
+            target: row.try_get::<_, i32>("target")?.clamp(0, 9999) as u16,
+            last_sent: row.try_get::<_, i32>("last_sent")?.clamp(0, 9999) as u16,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// A `count to` about to be admitted.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub channel_id: u64,
+    pub guild_id: Option<u64>,
+    pub user_id: u64,
+    pub target: u16,
+}
+
+const COLUMNS: &str = "id, channel_id, guild_id, user_id, target, last_sent, created_at";
+
+/// Writes the row that admits a countdown. A countdown already `running` in
+/// the channel makes this [`StorageError::ChannelBusy`].
+pub async fn insert(pool: &Pool, task: &NewTask) -> Result<TaskRow, StorageError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "INSERT INTO tasks (channel_id, guild_id, user_id, target) VALUES ($1, $2, $3, $4) \
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &db_id(task.channel_id),
+                &task.guild_id.map(db_id),
+                &db_id(task.user_id),
+                &i32::from(task.target),
+            ],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                StorageError::ChannelBusy
+            } else {
+                StorageError::Query(e)
+            }
+        })?;
+    Ok(TaskRow::from_row(&row)?)
+}
+
+/// Marks `running` rows idle for longer than `max_age` as `expired`; returns them.
+pub async fn expire_idle(pool: &Pool, max_age: Duration) -> Result<Vec<TaskRow>, StorageError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "UPDATE tasks SET status = 'expired', finished_at = now(), updated_at = now() \
+         WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1) \
+         RETURNING {COLUMNS}"
+    );
+    let rows = client.query(&sql, &[&max_age.as_secs_f64()]).await?;
+    Ok(rows
+        .iter()
+        .map(TaskRow::from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Every countdown still `running`.
+pub async fn running(pool: &Pool) -> Result<Vec<TaskRow>, StorageError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE status = 'running' ORDER BY id");
+    let rows = client.query(&sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(TaskRow::from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Progress of running countdowns. Never moves `last_sent` backwards.
+pub async fn write_progress(
+    client: &impl GenericClient,
+    ids: &[i64],
+    last_sent: &[i32],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
+             FROM unnest($1::bigint[], $2::int[]) AS p(id, k) \
+             WHERE tasks.id = p.id AND tasks.status = 'running'",
+            &[&ids, &last_sent],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Final states of countdowns that ended.
+pub async fn write_ends(
+    client: &impl GenericClient,
+    ids: &[i64],
+    statuses: &[&str],
+    last_sent: &[i32],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE tasks SET status = e.status, last_sent = GREATEST(tasks.last_sent, e.k), \
+                    finished_at = now(), updated_at = now() \
+             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS e(id, status, k) \
+             WHERE tasks.id = e.id AND tasks.status = 'running'",
+            &[&ids, &statuses, &last_sent],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A `command_errors` row.
+#[derive(Debug, Clone)]
+pub struct CommandError {
+    pub kind: &'static str,
+    pub channel_id: u64,
+    pub guild_id: Option<u64>,
+    pub user_id: Option<u64>,
+    pub content: Option<String>,
+    pub error: String,
+    pub task_id: Option<i64>,
+    pub at: DateTime<Utc>,
+}
+
+/// Longest command text kept in `command_errors.content`, in characters.
+pub const CONTENT_LIMIT: usize = 200;
+
+pub async fn insert_command_errors(
+    client: &impl GenericClient,
+    rows: &[CommandError],
+) -> Result<(), tokio_postgres::Error> {
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    let channels: Vec<i64> = rows.iter().map(|r| db_id(r.channel_id)).collect();
+    let guilds: Vec<Option<i64>> = rows.iter().map(|r| r.guild_id.map(db_id)).collect();
+    let users: Vec<Option<i64>> = rows.iter().map(|r| r.user_id.map(db_id)).collect();
+    let contents: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| {
+            r.content
+                .as_ref()
+                .map(|c| c.chars().take(CONTENT_LIMIT).collect())
+        })
+        .collect();
+    let errors: Vec<&str> = rows.iter().map(|r| r.error.as_str()).collect();
+    let task_ids: Vec<Option<i64>> = rows.iter().map(|r| r.task_id).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    client
+        .execute(
+            "INSERT INTO command_errors \
+                 (kind, channel_id, guild_id, user_id, content, error, task_id, created_at) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                                  $5::text[], $6::text[], $7::bigint[], $8::timestamptz[])",
+            &[
+                &kinds, &channels, &guilds, &users, &contents, &errors, &task_ids, &ats,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A `general_errors` row.
+#[derive(Debug, Clone)]
+pub struct GeneralError {
+    pub context: &'static str,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert_general_errors(
+    client: &impl GenericClient,
+    rows: &[GeneralError],
+) -> Result<(), tokio_postgres::Error> {
+    let contexts: Vec<&str> = rows.iter().map(|r| r.context).collect();
+    let errors: Vec<&str> = rows.iter().map(|r| r.error.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    client
+        .execute(
+            "INSERT INTO general_errors (context, error, created_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])",
+            &[&contexts, &errors, &ats],
+        )
+        .await?;
+    Ok(())
+}
