@@ -111,16 +111,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         readiness: readiness.clone(),
     };
 
-    let mut client = discord::client::gateway_client(
-        discord::client::http(&settings, reqwest),
-        handler,
-    )
-    .await
-    .context("cannot build the Discord client")?;
+    let mut client =
+        discord::client::gateway_client(discord::client::http(&settings, reqwest), handler)
+            .await
+            .context("cannot build the Discord client")?;
     let shard_manager = client.shard_manager.clone();
     let mut gateway = tokio::spawn(async move { client.start().await });
     tracing::info!(
-        api = settings.discord_api_url.as_deref().unwrap_or("https://discord.com"),
+        api = settings
+            .discord_api_url
+            .as_deref()
+            .unwrap_or("https://discord.com"),
         "connecting to Discord"
     );
 
@@ -141,8 +142,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("some sends did not finish in time; they resume at the next start");
     }
     journal_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(1), journal_task).await.is_err() {
-        tracing::warn!("last progress write timed out; resume will re-send (nonces prevent duplicates)");
+    if tokio::time::timeout(Duration::from_secs(1), journal_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "last progress write timed out; resume will re-send (nonces prevent duplicates)"
+        );
     }
     if tokio::time::timeout(Duration::from_millis(500), shard_manager.shutdown_all())
         .await

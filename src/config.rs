@@ -98,10 +98,17 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let discord_token = get("DISCORD_TOKEN").ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
-        if discord_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if discord_token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ConfigError::invalid(
                 "DISCORD_TOKEN",
                 "contains whitespace or control characters",
@@ -155,7 +162,10 @@ impl Settings {
         let resume_max_age = duration_or("RESUME_MAX_AGE", get("RESUME_MAX_AGE"), "1h")?;
         let http_timeout = duration_or("DISCORD_HTTP_TIMEOUT", get("DISCORD_HTTP_TIMEOUT"), "10s")?;
         if http_timeout.is_zero() {
-            return Err(ConfigError::invalid("DISCORD_HTTP_TIMEOUT", "must be above 0"));
+            return Err(ConfigError::invalid(
+                "DISCORD_HTTP_TIMEOUT",
+                "must be above 0",
+            ));
         }
 
         let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase) {
@@ -185,7 +195,11 @@ impl Settings {
     }
 }
 
-fn parse_or<T: FromStr>(var: &'static str, raw: Option<String>, default: T) -> Result<T, ConfigError>
+fn parse_or<T: FromStr>(
+    var: &'static str,
+    raw: Option<String>,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -204,7 +218,10 @@ fn duration_or(
 ) -> Result<Duration, ConfigError> {
     let raw = raw.unwrap_or_else(|| default.to_owned());
     humantime::parse_duration(&raw).map_err(|e| {
-        ConfigError::invalid(var, format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"))
+        ConfigError::invalid(
+            var,
+            format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"),
+        )
     })
 }
 

@@ -48,7 +48,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let commands = IntCounterVec::new(
-            Opts::new("countdown_commands_total", "Valid commands received, by command."),
+            Opts::new(
+                "countdown_commands_total",
+                "Valid commands received, by command.",
+            ),
             &["command"],
         )?;
         let invalid_commands = IntCounterVec::new(
@@ -70,10 +73,13 @@ impl Metrics {
             "Countdowns stopped by a user before their end.",
         )?;
         let count_target = Histogram::with_opts(
-            HistogramOpts::new("countdown_count_target", "Requested N of accepted countdowns.")
-                .buckets(vec![
-                    1.0, 5.0, 10.0, 30.0, 60.0, 100.0, 300.0, 1000.0, 3000.0, 9999.0,
-                ]),
+            HistogramOpts::new(
+                "countdown_count_target",
+                "Requested N of accepted countdowns.",
+            )
+            .buckets(vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 100.0, 300.0, 1000.0, 3000.0, 9999.0,
+            ]),
         )?;
         let active = IntGauge::new("countdown_active", "Countdowns running now.")?;
         let messages_sent = IntCounter::new(
@@ -104,10 +110,8 @@ impl Metrics {
             "countdown_resumed_total",
             "Countdowns resumed from the database after a restart.",
         )?;
-        let db_errors = IntCounter::new(
-            "countdown_db_errors_total",
-            "Failed database operations.",
-        )?;
+        let db_errors =
+            IntCounter::new("countdown_db_errors_total", "Failed database operations.")?;
         let finished = IntCounterVec::new(
             Opts::new(
                 "countdown_countdowns_ended_total",

@@ -116,9 +116,7 @@ impl Resumer {
         let inner = &self.inner;
         if row.last_sent >= row.target {
             // Crashed between the last number and writing `finished`.
-            inner
-                .journal
-                .end(row.id, TaskStatus::Finished, row.target);
+            inner.journal.end(row.id, TaskStatus::Finished, row.target);
             return false;
         }
         let reservation = match inner

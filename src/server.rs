@@ -80,7 +80,10 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     match state.metrics.render() {
         Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -91,7 +94,10 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.readiness.check().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 

@@ -16,7 +16,11 @@ pub fn init(format: LogFormat, token: &str) {
         .with_writer(writer)
         .with_ansi(false);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Pretty => builder.init(),
     }
 }
@@ -42,7 +46,10 @@ impl Redacting {
         };
         let mut out = Vec::with_capacity(buf.len());
         let mut rest = buf;
-        while let Some(at) = rest.windows(secret.len()).position(|w| w == secret.as_slice()) {
+        while let Some(at) = rest
+            .windows(secret.len())
+            .position(|w| w == secret.as_slice())
+        {
             out.extend_from_slice(&rest[..at]);
             out.extend_from_slice(b"[redacted]");
             rest = &rest[at + secret.len()..];

@@ -211,7 +211,13 @@ impl CommandService {
         self.journal_error(msg, reason, error.to_owned(), task_id);
     }
 
-    fn journal_error(&self, msg: &Incoming, kind: &'static str, error: String, task_id: Option<i64>) {
+    fn journal_error(
+        &self,
+        msg: &Incoming,
+        kind: &'static str,
+        error: String,
+        task_id: Option<i64>,
+    ) {
         self.inner.journal.command_error(CommandError {
             kind,
             channel_id: msg.channel_id,

@@ -116,7 +116,10 @@ mod tests {
             ("count to 0", Command::Invalid(OutOfRange)),
             ("count to -3", Command::Invalid(OutOfRange)),
             ("count to 10000", Command::Invalid(OutOfRange)),
-            ("count to 99999999999999999999", Command::Invalid(OutOfRange)),
+            (
+                "count to 99999999999999999999",
+                Command::Invalid(OutOfRange),
+            ),
             ("count to 5.5", Command::Invalid(NotANumber)),
             ("count to abc", Command::Invalid(NotANumber)),
             ("count to ５", Command::Invalid(NotANumber)),

@@ -21,7 +21,11 @@ pub fn invalid(reason: InvalidReason) -> String {
     format!("{why} {}", usage())
 }
 
-pub fn refused(refusal: Refusal, limits: crate::countdown::Limits, running: Option<(u16, u16)>) -> String {
+pub fn refused(
+    refusal: Refusal,
+    limits: crate::countdown::Limits,
+    running: Option<(u16, u16)>,
+) -> String {
     match refusal {
         Refusal::BusyChannel => match running {
             Some((at, target)) => format!(

@@ -185,11 +185,18 @@ impl Scheduler {
 
     /// The countdown running in `channel_id`, if any.
     pub fn live(&self, channel_id: u64) -> Option<Arc<Live>> {
-        self.inner.slots().get(&channel_id).and_then(|s| s.live.clone())
+        self.inner
+            .slots()
+            .get(&channel_id)
+            .and_then(|s| s.live.clone())
     }
 
     pub fn active(&self) -> usize {
-        self.inner.slots().values().filter(|s| s.live.is_some()).count()
+        self.inner
+            .slots()
+            .values()
+            .filter(|s| s.live.is_some())
+            .count()
     }
 
     /// Starts the countdown on its reserved channel.
@@ -271,7 +278,10 @@ impl Inner {
         match &ended {
             Ended::Finished => tracing::info!(last_sent, "countdown finished"),
             Ended::Stopped => tracing::info!(last_sent, "countdown stopped by a user"),
-            Ended::Interrupted => tracing::info!(last_sent, "countdown interrupted by shutdown; it resumes at the next start"),
+            Ended::Interrupted => tracing::info!(
+                last_sent,
+                "countdown interrupted by shutdown; it resumes at the next start"
+            ),
             Ended::Failed(error) => {
                 tracing::error!(last_sent, %error, "countdown failed");
                 self.journal.command_error(CommandError {
@@ -304,3 +314,6 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

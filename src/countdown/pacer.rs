@@ -200,7 +200,12 @@ mod tests {
         let mut sorted = times.to_vec();
         sorted.sort();
         (0..sorted.len())
-            .map(|i| sorted[i..].iter().take_while(|t| **t < sorted[i] + window).count())
+            .map(|i| {
+                sorted[i..]
+                    .iter()
+                    .take_while(|t| **t < sorted[i] + window)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }
@@ -251,7 +256,11 @@ mod tests {
         let start = Instant::now();
         pacer.block_channel(3, Duration::from_millis(700));
         pacer.acquire(4).await;
-        assert_eq!(start.elapsed(), Duration::ZERO, "other channels are not blocked");
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "other channels are not blocked"
+        );
         pacer.acquire(3).await;
         assert_eq!(start.elapsed(), Duration::from_millis(700));
         pacer.block_global(Duration::from_secs(2));

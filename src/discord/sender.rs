@@ -58,10 +58,15 @@ impl MessageSink for DiscordSink {
         let channel = ChannelId::new(channel_id);
         let body = serde_json::to_vec(&message_body(channel, message))
             .map_err(|e| SendError::InvalidResponse(format!("cannot encode message: {e}")))?;
-        let request = Request::new(Route::ChannelMessages { channel_id: channel }, LightMethod::Post)
-            .body(Some(body))
-            .build(&self.client, self.http.token(), self.http.proxy.as_deref())
-            .map_err(|e| SendError::Network(format!("cannot build request: {e}")))?;
+        let request = Request::new(
+            Route::ChannelMessages {
+                channel_id: channel,
+            },
+            LightMethod::Post,
+        )
+        .body(Some(body))
+        .build(&self.client, self.http.token(), self.http.proxy.as_deref())
+        .map_err(|e| SendError::Network(format!("cannot build request: {e}")))?;
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 SendError::Timeout

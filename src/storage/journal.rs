@@ -123,9 +123,7 @@ impl Journal {
     pub fn end(&self, task_id: i64, status: TaskStatus, last_sent: u16) {
         let mut pending = self.pending();
         pending.progress.remove(&task_id);
-        pending
-            .ends
-            .insert(task_id, (status, i32::from(last_sent)));
+        pending.ends.insert(task_id, (status, i32::from(last_sent)));
         drop(pending);
         self.inner.wake.notify_one();
     }

@@ -1,0 +1,348 @@
+//! Timing of the scheduler, exact under paused time, with a recording sink.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::delivery::{Delivery, RetryPolicy};
+use super::pacer::Pacer;
+use super::sink::{Delivered, MessageSink, Outgoing, SendError};
+use super::*;
+use crate::metrics::Metrics;
+use crate::storage::Journal;
+
+#[derive(Default)]
+struct Recorder {
+    /// (when the request started, channel, message) of every delivered message.
+    delivered: Mutex<Vec<(Instant, u64, Outgoing)>>,
+    attempts: Mutex<usize>,
+    script: Mutex<VecDeque<Result<(), SendError>>>,
+    latency: Mutex<Duration>,
+}
+
+#[async_trait]
+impl MessageSink for Recorder {
+    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError> {
+        let start = Instant::now();
+        *self.attempts.lock().unwrap() += 1;
+        let latency = *self.latency.lock().unwrap();
+        tokio::time::sleep(latency).await;
+        if let Some(Err(e)) = self.script.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((start, channel_id, message.clone()));
+        Ok(Delivered::default())
+    }
+}
+
+struct Harness {
+    recorder: Arc<Recorder>,
+    scheduler: Scheduler,
+    metrics: Metrics,
+    t0: Instant,
+}
+
+fn harness(limits: Limits) -> Harness {
+    let recorder = Arc::new(Recorder::default());
+    let metrics = Metrics::new().unwrap();
+    // Never connected: progress stays in memory, which is all these tests need.
+    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
+        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+    ))
+    .unwrap();
+    let journal = Journal::new(pool, metrics.clone());
+    let delivery = Delivery::new(
+        recorder.clone(),
+        Arc::new(Pacer::new(50)),
+        metrics.clone(),
+        RetryPolicy::default(),
+    );
+    let scheduler = Scheduler::new(
+        limits,
+        delivery,
+        journal,
+        metrics.clone(),
+        CancellationToken::new(),
+    );
+    Harness {
+        recorder,
+        scheduler,
+        metrics,
+        t0: Instant::now(),
+    }
+}
+
+const LIMITS: Limits = Limits {
+    max_active: 3,
+    max_active_per_guild: 2,
+};
+
+impl Harness {
+    fn start(&self, task_id: i64, channel_id: u64, target: u16) {
+        let reservation = self.scheduler.reserve(channel_id, Some(1)).unwrap();
+        self.scheduler.start(
+            reservation,
+            CountdownSpec {
+                task_id,
+                channel_id,
+                guild_id: Some(1),
+                user_id: 9,
+                target,
+                next: 1,
+                first_due: Instant::now(),
+            },
+        );
+    }
+
+    /// Offsets from t0, in ms, of each delivered number of `channel`.
+    fn send_times(&self, channel: u64) -> Vec<(u16, u128)> {
+        self.recorder
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, ch, _)| *ch == channel)
+            .map(|(t, _, m)| match m {
+                Outgoing::Number { k, .. } => (*k, (*t - self.t0).as_millis()),
+                Outgoing::Reply { .. } => (0, (*t - self.t0).as_millis()),
+            })
+            .collect()
+    }
+
+    async fn until_idle(&self) {
+        while self.scheduler.active() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn numbers_go_out_exactly_once_per_second() {
+    let h = harness(LIMITS);
+    h.start(1, 10, 5);
+    h.until_idle().await;
+    assert_eq!(
+        h.send_times(10),
+        vec![(1, 0), (2, 1000), (3, 2000), (4, 3000), (5, 4000)]
+    );
+    assert_eq!(h.metrics.messages_sent.get(), 5);
+    assert_eq!(h.metrics.active.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_does_not_accumulate_into_drift() {
+    let h = harness(LIMITS);
+    *h.recorder.latency.lock().unwrap() = Duration::from_millis(150);
+    h.start(1, 10, 30);
+    h.until_idle().await;
+    let times = h.send_times(10);
+    assert_eq!(times.len(), 30);
+    for (k, ms) in times {
+        assert_eq!(ms, (u128::from(k) - 1) * 1000, "number {k} started late");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_re_anchors_instead_of_bursting() {
+    let h = harness(LIMITS);
+    // Number 3 fails 4 times (250+500+1000+2000 ms of backoff), then goes out.
+    h.recorder.script.lock().unwrap().extend([
+        Ok(()),
+        Ok(()),
+        Err(SendError::Server { status: 503 }),
+        Err(SendError::Server { status: 503 }),
+        Err(SendError::Server { status: 502 }),
+        Err(SendError::Timeout),
+    ]);
+    h.start(1, 10, 5);
+    h.until_idle().await;
+    let times = h.send_times(10);
+    let ks: Vec<u16> = times.iter().map(|t| t.0).collect();
+    assert_eq!(ks, vec![1, 2, 3, 4, 5], "nothing lost, nothing doubled");
+    let late3 = times[2].1;
+    // Attempts at 2000, 2250, 2750 ms; failed attempts use the channel's
+    // bucket too (5 per 5 s), so the 4th waits for 5000, times out, and the
+    // 5th goes 2 s of backoff later.
+    assert_eq!(late3, 7000);
+    assert_eq!(
+        times[3].1,
+        late3 + 1000,
+        "4 comes a second after the late 3"
+    );
+    assert_eq!(times[4].1, late3 + 2000);
+    assert_eq!(
+        h.metrics
+            .send_errors
+            .with_label_values(&["server_error"])
+            .get(),
+        3
+    );
+    assert_eq!(
+        h.metrics.send_errors.with_label_values(&["timeout"]).get(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_hiccup_keeps_the_original_schedule() {
+    let h = harness(LIMITS);
+    h.recorder.script.lock().unwrap().extend([
+        Ok(()),
+        Err(SendError::RateLimited {
+            retry_after: Duration::from_millis(300),
+            global: false,
+        }),
+    ]);
+    h.start(1, 10, 4);
+    h.until_idle().await;
+    assert_eq!(
+        h.send_times(10),
+        vec![(1, 0), (2, 1300), (3, 2000), (4, 3000)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_the_countdown_and_reports_progress() {
+    let h = harness(LIMITS);
+    h.start(7, 10, 100);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stopped = h.scheduler.stop(10).await.unwrap();
+    assert_eq!(
+        stopped,
+        Stopped {
+            task_id: 7,
+            last_sent: 3,
+            target: 100
+        }
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.send_times(10).len(), 3, "nothing after stop");
+    assert!(
+        h.scheduler.stop(10).await.is_none(),
+        "the channel is idle now"
+    );
+    assert!(h.scheduler.reserve(10, Some(1)).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_message_fails_the_countdown() {
+    let h = harness(LIMITS);
+    h.recorder.script.lock().unwrap().extend([
+        Ok(()),
+        Err(SendError::Rejected {
+            status: 403,
+            message: "Missing Permissions".into(),
+        }),
+    ]);
+    h.start(1, 10, 5);
+    h.until_idle().await;
+    assert_eq!(h.send_times(10).len(), 1);
+    assert_eq!(*h.recorder.attempts.lock().unwrap(), 2, "not retried");
+    assert_eq!(h.metrics.finished.with_label_values(&["failed"]).get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn admission_holds_the_caps() {
+    let h = harness(LIMITS);
+    h.start(1, 10, 50);
+    assert_eq!(
+        h.scheduler.reserve(10, Some(1)).err(),
+        Some(Refusal::BusyChannel)
+    );
+    h.start(2, 11, 50);
+    assert_eq!(
+        h.scheduler.reserve(12, Some(1)).err(),
+        Some(Refusal::BusyGuild)
+    );
+    let r = h.scheduler.reserve(20, Some(2)).unwrap();
+    assert_eq!(
+        h.scheduler.reserve(21, Some(3)).err(),
+        Some(Refusal::BusyBot)
+    );
+    drop(r);
+    assert!(
+        h.scheduler.reserve(21, Some(3)).is_ok(),
+        "a dropped reservation frees its slot"
+    );
+    assert!(
+        h.scheduler.reserve_for_resume(22, Some(1)).is_ok(),
+        "resumes ignore caps"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_interrupts_without_ending_rows() {
+    let h = harness(LIMITS);
+    h.start(1, 10, 100);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(h.scheduler.shutdown(Duration::from_secs(3)).await);
+    for status in ["finished", "stopped", "failed"] {
+        assert_eq!(h.metrics.finished.with_label_values(&[status]).get(), 0);
+    }
+    assert_eq!(h.send_times(10).len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_channels_share_a_small_budget_fairly() {
+    let recorder = Arc::new(Recorder::default());
+    let metrics = Metrics::new().unwrap();
+    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
+        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+    ))
+    .unwrap();
+    let delivery = Delivery::new(
+        recorder.clone(),
+        Arc::new(Pacer::new(10)),
+        metrics.clone(),
+        RetryPolicy::default(),
+    );
+    let scheduler = Scheduler::new(
+        Limits {
+            max_active: 100,
+            max_active_per_guild: 100,
+        },
+        delivery,
+        Journal::new(pool, metrics.clone()),
+        metrics,
+        CancellationToken::new(),
+    );
+    for ch in 0..40u64 {
+        let r = scheduler.reserve(ch, Some(1)).unwrap();
+        scheduler.start(
+            r,
+            CountdownSpec {
+                task_id: ch as i64,
+                channel_id: ch,
+                guild_id: Some(1),
+                user_id: 1,
+                target: 1000,
+                next: 1,
+                first_due: Instant::now(),
+            },
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let delivered = recorder.delivered.lock().unwrap();
+    let mut per_channel = [0usize; 40];
+    for (_, ch, _) in delivered.iter() {
+        per_channel[*ch as usize] += 1;
+    }
+    let (min, max) = (
+        *per_channel.iter().min().unwrap(),
+        *per_channel.iter().max().unwrap(),
+    );
+    // 10/s over 60 s shared by 40 channels: 15 each, give or take one.
+    assert!(
+        delivered.len() >= 595 && delivered.len() <= 610,
+        "{}",
+        delivered.len()
+    );
+    assert!(max - min <= 1, "unfair: min {min}, max {max}");
+}
