@@ -26,10 +26,8 @@ const JOURNAL_INTERVAL: Duration = Duration::from_millis(250);
 /// Shutdown budget for countdowns' in-flight sends; the whole exit stays under 5 s.
 const SEND_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(crate::shutdown::on_signal(shutdown.clone()));
-
+/// Runs the bot until `shutdown` is cancelled (or the gateway fails).
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics.rate_budget.set(i64::from(settings.global_rate));
     let pool = storage::pool(&settings.database)?;

@@ -25,7 +25,9 @@ async fn main() -> ExitCode {
         }
     };
     countdown::telemetry::init(settings.log_format, settings.discord_token.expose_secret());
-    match countdown::app::run(settings).await {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(countdown::shutdown::on_signal(shutdown.clone()));
+    match countdown::app::run(settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,0 +1,349 @@
+//! End-to-end harness: a fresh PostgreSQL database per test, the fake
+//! Discord in-process, and the real `countdown` binary as a child process
+//! pointed at both. Logs go to a file in the test's temp dir and are printed
+//! when a test fails (set `TEST_LOG=1` to always print them).
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_discord::{Author, FakeConfig, FakeDiscord, PostedMessage};
+use tokio_postgres::NoTls;
+
+pub const TOKEN: &str = "MTAwMDAwMDAwMDAwMDAwMDAx.Gtest.e2e-secret-token-never-logged";
+pub const USER: u64 = 555_000_000_000_000_001;
+
+/// Admin connection string of the machine's PostgreSQL.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of the test's own, dropped at the end.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = format!(
+            "countdown_test_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => panic!("bad TEST_DATABASE_URL"),
+        };
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// (status, last_sent, target) of every task, by id.
+    pub async fn tasks(&self) -> Vec<(String, i32, i32)> {
+        self.client()
+            .await
+            .query(
+                "SELECT status, last_sent, target FROM tasks ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    /// Kinds of `command_errors`, by id.
+    pub async fn command_error_kinds(&self) -> Vec<String> {
+        self.client()
+            .await
+            .query("SELECT kind FROM command_errors ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// Waits until `check` holds for the tasks table (the journal writes
+    /// within a fraction of a second; this polls a database, not a clock).
+    pub async fn wait_tasks(
+        &self,
+        what: &str,
+        check: impl Fn(&[(String, i32, i32)]) -> bool,
+    ) -> Vec<(String, i32, i32)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tasks = self.tasks().await;
+            if check(&tasks) {
+                return tasks;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {tasks:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_command_errors(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let kinds = self.command_error_kinds().await;
+            if kinds.len() >= n {
+                return kinds;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {n} command errors: {kinds:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The real bot binary, running.
+pub struct Bot {
+    child: Option<Child>,
+    pub metrics_addr: String,
+    pub log: PathBuf,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    use std::path::PathBuf;
+
+    /// A temp dir removed on drop (the bot runs in it, so no stray config.env is read).
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "countdown-e2e-{}-{}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Bot {
+    /// Starts the bot against `fake` and `db` with extra environment.
+    pub fn start(fake: &FakeDiscord, db: &TestDb, env: &[(&str, &str)]) -> Bot {
+        let dir = tempdir::Dir::new();
+        let log = dir.0.join("bot.log");
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_countdown"));
+        cmd.current_dir(&dir.0)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DISCORD_TOKEN", TOKEN)
+            .env("DATABASE_URL", &db.url)
+            .env("DISCORD_API_URL", fake.base_url())
+            .env("METRICS_ADDR", &metrics_addr)
+            .env("RUST_LOG", "info,countdown=debug")
+            .env("DISCORD_HTTP_TIMEOUT", "3s");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("cannot start the countdown binary");
+        Bot {
+            child: Some(child),
+            metrics_addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Starts the bot and waits until the fake saw it READY and `/readyz` says 200.
+    pub async fn start_ready(fake: &FakeDiscord, db: &TestDb, env: &[(&str, &str)]) -> Bot {
+        let before = fake.identify_count();
+        let bot = Bot::start(fake, db, env);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fake.identify_count() == before {
+            assert!(Instant::now() < deadline, "bot never identified:\n{}", bot.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fake.wait_ready(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("bot not ready: {e}\n{}", bot.logs()));
+        bot.wait_readyz().await;
+        bot
+    }
+
+    pub async fn wait_readyz(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = self.get("/readyz").await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "/readyz never 200:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        let resp = reqwest::get(format!("http://{}{path}", self.metrics_addr)).await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.expect("metrics").1
+    }
+
+    /// Value of one sample, e.g. `countdown_commands_total{command="count"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` and waits up to `within` for the exit.
+    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal, within: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("bot already stopped");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let sent = Instant::now();
+        nix::sys::signal::kill(pid, signal).unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, sent.elapsed());
+            }
+            if sent.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("bot did not exit within {within:?} of {signal}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("----- bot log {} -----\n{}", self.log.display(), self.logs());
+        }
+    }
+}
+
+/// A fake Discord with the default world (8 guilds of 30 channels).
+pub async fn fake() -> FakeDiscord {
+    FakeDiscord::start(FakeConfig::default()).await.unwrap()
+}
+
+/// `<@bot> text`
+pub fn mention(fake: &FakeDiscord, text: &str) -> String {
+    format!("<@{}> {text}", fake.bot_user_id())
+}
+
+/// Channel `i` (0-based) of guild `g` (0-based) of the default world.
+pub fn channel(fake: &FakeDiscord, g: usize, i: usize) -> u64 {
+    fake.guilds()[g].channels[i]
+}
+
+pub async fn say(fake: &FakeDiscord, channel_id: u64, text: &str) -> u64 {
+    fake.inject_message(channel_id, Author::user(USER), text)
+        .await
+        .unwrap()
+}
+
+pub async fn wait_messages(fake: &FakeDiscord, channel_id: u64, n: usize) -> Vec<PostedMessage> {
+    fake.wait_for_messages(channel_id, n, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+pub fn contents(messages: &[PostedMessage]) -> Vec<String> {
+    messages.iter().map(|m| m.content.clone()).collect()
+}
+
+/// The numbers (not replies) posted in a channel.
+pub fn numbers(messages: &[PostedMessage]) -> Vec<u32> {
+    messages
+        .iter()
+        .filter(|m| m.message_reference.is_none())
+        .filter_map(|m| m.content.parse().ok())
+        .collect()
+}
+
+pub fn one_to(n: u32) -> Vec<u32> {
+    (1..=n).collect()
+}
