@@ -1,1 +1,386 @@
+//! A local fake of Discord's REST API and WebSocket gateway, realistic
+//! enough for an unmodified serenity 0.12.5 bot (pointed at it with
+//! `HttpBuilder::new(token).proxy(base_url).ratelimiter_disabled(true)`).
+//!
+//! One listening port serves `/api/v10/…` (REST), `/gateway` (WebSocket)
+//! and `/_test/…` (the control API of the `fake-discord` binary). Tests
+//! drive it in-process through [`FakeDiscord`]: inject user messages, read
+//! what the bot posted, and inject faults (latency, 5xx, 429, hangs,
+//! gateway drops, refused resumes) or enforce Discord's rate limits.
+//!
+//! The server stops when the last [`FakeDiscord`] clone is dropped.
 
+#![recursion_limit = "256"]
+
+mod commands;
+mod control;
+mod gateway;
+mod messages;
+mod payloads;
+mod ratelimit;
+mod rest;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::Router;
+
+pub use state::{Author, PostedMessage, RequestRecord, Stats};
+
+use state::Shared;
+
+/// A guild of the fake world and its text channels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuildSpec {
+    pub id: u64,
+    pub channels: Vec<u64>,
+}
+
+/// How to start a [`FakeDiscord`].
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    pub bot_user_id: u64,
+    pub application_id: u64,
+    pub guilds: Vec<GuildSpec>,
+    /// Requests per rolling second over all of `/api` (Discord: 50); `None` = off.
+    pub global_limit: Option<u32>,
+    /// Message POSTs per channel per window (Discord: 5 per 5 s); `None` = off.
+    pub channel_limit: Option<(u32, Duration)>,
+    /// Where to listen (default `127.0.0.1:0`, an ephemeral port).
+    pub addr: SocketAddr,
+    /// How long an enforced nonce deduplicates (default 5 min).
+    pub nonce_ttl: Duration,
+    /// Privileged intents the application may use (bits of GUILD_MEMBERS,
+    /// GUILD_PRESENCES, MESSAGE_CONTENT). IDENTIFY asking for another
+    /// privileged intent is closed with 4014, like Discord. Default: none.
+    pub privileged_intents: u64,
+    /// Dispatch MESSAGE_CREATE for the bot's own messages, as Discord does
+    /// (default true).
+    pub echo_own_messages: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        let guilds = (1..=8u64)
+            .map(|g| GuildSpec {
+                id: g * 1000,
+                channels: (1..=30).map(|c| g * 1000 + c).collect(),
+            })
+            .collect();
+        FakeConfig {
+            bot_user_id: 900_000_000_000_000_001,
+            application_id: 900_000_000_000_000_001,
+            guilds,
+            global_limit: None,
+            channel_limit: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nonce_ttl: Duration::from_secs(300),
+            privileged_intents: 0,
+            echo_own_messages: true,
+        }
+    }
+}
+
+impl FakeConfig {
+    /// Enforces Discord's limits: 50 requests/s globally, 5 message POSTs
+    /// per 5 s per channel.
+    pub fn with_discord_limits(mut self) -> Self {
+        self.global_limit = Some(ratelimit::DISCORD_GLOBAL_LIMIT);
+        self.channel_limit = Some(ratelimit::DISCORD_CHANNEL_LIMIT);
+        self
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    server: tokio::task::AbortHandle,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Some(mut w) = self.shared.try_world() {
+            w.gw.drop_connections();
+        }
+    }
+}
+
+/// A running fake Discord. Cheap to clone.
+#[derive(Clone)]
+pub struct FakeDiscord {
+    inner: Arc<Handle>,
+}
+
+impl FakeDiscord {
+    /// Binds `config.addr` and serves REST, gateway and control API on it.
+    pub async fn start(config: FakeConfig) -> anyhow::Result<FakeDiscord> {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("fake-discord: cannot bind {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(&config, addr));
+        let app = Router::new()
+            .nest("/api/v10", rest::router(shared.clone()))
+            .route("/gateway", get(gateway::upgrade))
+            .nest("/_test", control::router())
+            .fallback(rest::not_found)
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("fake-discord server stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, "fake-discord listening");
+        Ok(FakeDiscord {
+            inner: Arc::new(Handle {
+                shared,
+                server: server.abort_handle(),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// `http://127.0.0.1:PORT`: what the bot gets as DISCORD_API_URL.
+    pub fn base_url(&self) -> String {
+        self.shared().base_url()
+    }
+
+    /// `ws://127.0.0.1:PORT/gateway`, as `GET /gateway` announces it.
+    pub fn gateway_url(&self) -> String {
+        self.shared().gateway_url()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared().addr
+    }
+
+    pub fn bot_user_id(&self) -> u64 {
+        self.shared().bot_user_id
+    }
+
+    pub fn guilds(&self) -> Vec<GuildSpec> {
+        self.shared().guilds.clone()
+    }
+
+    /// The guild of a guild channel; `None` for DMs and unknown channels.
+    pub fn guild_of(&self, channel_id: u64) -> Option<u64> {
+        self.shared().guild_of(channel_id)
+    }
+
+    // ------------------------------------------------------------ gateway
+
+    /// Resolves once a bot is connected on a live session: READY (and the
+    /// GUILD_CREATEs) or RESUMED was written on the current connection.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_gateway(timeout, "a READY bot", |s| s.ready).await
+    }
+
+    /// Whether a bot is connected on a live session right now.
+    pub fn is_ready(&self) -> bool {
+        self.shared().world().gw.is_ready()
+    }
+
+    /// Waits until `identify_count() >= n` and the bot is ready.
+    pub async fn wait_identify_count(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{n} IDENTIFYs and a READY bot");
+        self.wait_gateway(timeout, &what, |s| s.ready && s.identify >= n as u64)
+            .await
+    }
+
+    /// Waits until `resume_count() >= n` and the bot is ready.
+    pub async fn wait_resume_count(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{n} RESUMEs and a READY bot");
+        self.wait_gateway(timeout, &what, |s| s.ready && s.resume >= n as u64)
+            .await
+    }
+
+    async fn wait_gateway(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl FnMut(&state::GatewayStatus) -> bool,
+    ) -> anyhow::Result<()> {
+        if self.shared().wait_gateway(timeout, pred).await {
+            return Ok(());
+        }
+        let s = *self.shared().gateway_tx.borrow();
+        anyhow::bail!(
+            "fake-discord: timed out after {timeout:?} waiting for {what} \
+             (ready: {}, identify: {}, resume: {})",
+            s.ready,
+            s.identify,
+            s.resume
+        )
+    }
+
+    pub fn identify_count(&self) -> usize {
+        self.shared().world().stats.identify as usize
+    }
+
+    pub fn resume_count(&self) -> usize {
+        self.shared().world().stats.resume as usize
+    }
+
+    /// Drops the gateway connection(s) without a close frame, like a network
+    /// failure. Dispatches until the bot resumes are replayed on RESUME.
+    pub fn drop_gateway(&self) {
+        let shared = self.shared();
+        let mut w = shared.world();
+        w.gw.drop_connections();
+        shared.publish_gateway(&w);
+    }
+
+    /// Sends op 7 RECONNECT on the current connection, as Discord does
+    /// before moving a session: serenity then RESUMEs on a new connection.
+    /// Returns false when no connection is attached to a session.
+    pub fn request_reconnect(&self) -> bool {
+        self.shared().world().gw.request_reconnect()
+    }
+
+    /// `false`: RESUME is answered with INVALID_SESSION (d: false) and the
+    /// session dies, forcing a fresh IDENTIFY. Default true.
+    pub fn set_resume_allowed(&self, allowed: bool) {
+        self.shared().world().gw.set_resume_allowed(allowed);
+    }
+
+    // ------------------------------------------------------------ injecting
+
+    /// Dispatches MESSAGE_CREATE from `author` in `channel_id` (a guild
+    /// channel, or a DM channel from [`open_dm`](Self::open_dm)) and returns
+    /// the new message id. Errors when no bot has a gateway session; while
+    /// the session is disconnected the event is queued for the RESUME.
+    pub async fn inject_message(
+        &self,
+        channel_id: u64,
+        author: Author,
+        content: &str,
+    ) -> anyhow::Result<u64> {
+        gateway::inject_message(self.shared(), channel_id, &author, content)
+    }
+
+    /// The DM channel with `user_id` (created on first call).
+    pub async fn open_dm(&self, user_id: u64) -> u64 {
+        self.shared().world().open_dm(user_id)
+    }
+
+    // ------------------------------------------------------------ observing
+
+    /// Messages the bot created in `channel_id`, in order of creation.
+    pub fn messages(&self, channel_id: u64) -> Vec<PostedMessage> {
+        self.shared().channel_messages(channel_id)
+    }
+
+    pub fn all_messages(&self) -> Vec<PostedMessage> {
+        self.shared().world().messages.clone()
+    }
+
+    /// Waits (woken by each new message, no polling) until `channel_id`
+    /// holds at least `count` created messages, and returns them all.
+    pub async fn wait_for_messages(
+        &self,
+        channel_id: u64,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<PostedMessage>> {
+        self.wait_for_messages_until(channel_id, timeout, &format!("{count} messages"), |m| {
+            m.len() >= count
+        })
+        .await
+    }
+
+    /// Waits until some message of `channel_id` satisfies `pred`, and returns
+    /// all of the channel's messages at that moment.
+    pub async fn wait_for_messages_matching(
+        &self,
+        channel_id: u64,
+        timeout: Duration,
+        pred: impl Fn(&PostedMessage) -> bool,
+    ) -> anyhow::Result<Vec<PostedMessage>> {
+        self.wait_for_messages_until(channel_id, timeout, "a matching message", |m| {
+            m.iter().any(&pred)
+        })
+        .await
+    }
+
+    async fn wait_for_messages_until(
+        &self,
+        channel_id: u64,
+        timeout: Duration,
+        what: &str,
+        done: impl FnMut(&[PostedMessage]) -> bool,
+    ) -> anyhow::Result<Vec<PostedMessage>> {
+        match self
+            .shared()
+            .wait_messages(channel_id, timeout, done)
+            .await
+        {
+            Ok(messages) => Ok(messages),
+            Err(got) => {
+                let contents: Vec<&str> = got.iter().map(|m| m.content.as_str()).collect();
+                anyhow::bail!(
+                    "fake-discord: timed out after {timeout:?} waiting for {what} \
+                     in channel {channel_id}; got {}: {contents:?}",
+                    got.len()
+                )
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared().world().stats
+    }
+
+    /// Every `/api` request, in order of completion.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared().world().requests.clone()
+    }
+
+    /// When the fake started (the zero of every `at_ms`).
+    pub fn started_at(&self) -> Instant {
+        self.shared().started
+    }
+
+    // ------------------------------------------------------------ faults
+
+    /// Delay added to every REST answer (after processing, before the
+    /// answer leaves: a timed-out create still happened).
+    pub fn set_latency(&self, d: Duration) {
+        self.shared().world().faults.latency = d;
+    }
+
+    /// The next `n` message POSTs answer `status` and create nothing (502:
+    /// Cloudflare's HTML page; other statuses: a Discord JSON error).
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let mut w = self.shared().world();
+        w.faults.fail = n;
+        w.faults.fail_status = status;
+    }
+
+    /// The next `n` message POSTs answer 429 with Discord's headers and body.
+    pub fn rate_limit_next(&self, n: usize, retry_after: f64, global: bool) {
+        let mut w = self.shared().world();
+        w.faults.rate_limit = n;
+        w.faults.rate_limit_retry_after = retry_after;
+        w.faults.rate_limit_global = global;
+    }
+
+    /// The next `n` message POSTs are never answered and create nothing.
+    pub fn hang_next(&self, n: usize) {
+        self.shared().world().faults.hang = n;
+    }
+
+    pub fn set_global_limit(&self, per_sec: Option<u32>) {
+        self.shared().world().limits.global = per_sec;
+    }
+
+    pub fn set_channel_limit(&self, l: Option<(u32, Duration)>) {
+        self.shared().world().limits.channel = l;
+    }
+}

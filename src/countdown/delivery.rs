@@ -89,7 +89,10 @@ impl Delivery {
                 Ok(delivered) => {
                     if delivered.remaining == Some(0) {
                         if let Some(reset) = delivered.reset_after {
-                            self.pacer.block_channel(channel_id, reset);
+                            // Discord computed `reset_after` between our send and
+                            // its answer; counting from the send keeps the
+                            // answer's latency from delaying the next number.
+                            self.pacer.block_channel(channel_id, attempt + reset);
                         }
                     }
                     if failures > 0 {
@@ -122,10 +125,11 @@ impl Delivery {
                     retry_after,
                     global,
                 } => {
+                    let until = Instant::now() + *retry_after;
                     if *global {
-                        self.pacer.block_global(*retry_after);
+                        self.pacer.block_global(until);
                     } else {
-                        self.pacer.block_channel(channel_id, *retry_after);
+                        self.pacer.block_channel(channel_id, until);
                     }
                     Duration::ZERO
                 }

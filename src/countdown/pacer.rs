@@ -144,9 +144,8 @@ impl Pacer {
                 .is_some_and(|w| w.is_blocked_at(at))
     }
 
-    /// Discord said this channel's bucket is empty (429, or `Remaining: 0`).
-    pub fn block_channel(&self, channel_id: u64, for_: Duration) {
-        let until = Instant::now() + for_;
+    /// Discord said this channel's bucket is empty until `until` (429, or `Remaining: 0`).
+    pub fn block_channel(&self, channel_id: u64, until: Instant) {
         let mut state = self.state.lock().expect("pacer state poisoned");
         let (limit, period) = (state.channel_limit, state.channel_period);
         state
@@ -156,9 +155,8 @@ impl Pacer {
             .block_until(until);
     }
 
-    /// Discord said the bot hit its global limit.
-    pub fn block_global(&self, for_: Duration) {
-        let until = Instant::now() + for_;
+    /// Discord said the bot hit its global limit, until `until`.
+    pub fn block_global(&self, until: Instant) {
         self.state
             .lock()
             .expect("pacer state poisoned")
@@ -254,7 +252,7 @@ mod tests {
     async fn blocks_from_discord_are_honoured() {
         let pacer = Pacer::new(50);
         let start = Instant::now();
-        pacer.block_channel(3, Duration::from_millis(700));
+        pacer.block_channel(3, start + Duration::from_millis(700));
         pacer.acquire(4).await;
         assert_eq!(
             start.elapsed(),
@@ -263,7 +261,7 @@ mod tests {
         );
         pacer.acquire(3).await;
         assert_eq!(start.elapsed(), Duration::from_millis(700));
-        pacer.block_global(Duration::from_secs(2));
+        pacer.block_global(Instant::now() + Duration::from_secs(2));
         pacer.acquire(4).await;
         assert_eq!(start.elapsed(), Duration::from_millis(2700));
     }
@@ -281,7 +279,7 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        pacer.block_global(Duration::from_secs(3));
+        pacer.block_global(Instant::now() + Duration::from_secs(3));
         assert!(waiter.await.unwrap() >= Duration::from_millis(3500));
     }
 }

@@ -215,11 +215,10 @@ impl Bot {
     pub async fn start_ready(fake: &FakeDiscord, db: &TestDb, env: &[(&str, &str)]) -> Bot {
         let before = fake.identify_count();
         let bot = Bot::start(fake, db, env);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while fake.identify_count() == before {
-            assert!(Instant::now() < deadline, "bot never identified:\n{}", bot.logs());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Not `wait_ready` alone: after a kill it may still see the old session.
+        fake.wait_identify_count(before + 1, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("bot never identified: {e}\n{}", bot.logs()));
         fake.wait_ready(Duration::from_secs(20))
             .await
             .unwrap_or_else(|e| panic!("bot not ready: {e}\n{}", bot.logs()));

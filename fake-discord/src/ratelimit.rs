@@ -1,0 +1,156 @@
+//! The fake's own enforcement of Discord's rate limits.
+//!
+//! - Global: at most N requests per rolling second (Discord: 50/s per token),
+//!   over every `/api` request.
+//! - Per channel (message POSTs): a Discord-like bucket. A window opens at
+//!   the first request after the previous window ended and lasts `period`;
+//!   up to `limit` requests fit in one window.
+//!
+//! The per-channel bucket is always tracked, so message POSTs carry
+//! `X-RateLimit-*` headers even when enforcement is off (then with Discord's
+//! 5 per 5 s shape, never answering 429).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Discord's bucket for `POST /channels/{id}/messages`.
+pub(crate) const DISCORD_CHANNEL_LIMIT: (u32, Duration) = (5, Duration::from_secs(5));
+/// Discord's global limit per bot token.
+pub(crate) const DISCORD_GLOBAL_LIMIT: u32 = 50;
+
+/// What a bucket looks like after a request was counted (or refused).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BucketState {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: Instant,
+    count: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Limits {
+    pub global: Option<u32>,
+    pub channel: Option<(u32, Duration)>,
+    global_hits: VecDeque<Instant>,
+    windows: HashMap<u64, Window>,
+}
+
+impl Limits {
+    pub(crate) fn new(global: Option<u32>, channel: Option<(u32, Duration)>) -> Self {
+        Limits {
+            global,
+            channel,
+            ..Limits::default()
+        }
+    }
+
+    /// Counts one request against the global limit; `Err(retry_after)` when over it.
+    pub(crate) fn check_global(&mut self, now: Instant) -> Result<(), Duration> {
+        let Some(limit) = self.global else {
+            return Ok(());
+        };
+        let second = Duration::from_secs(1);
+        while let Some(first) = self.global_hits.front() {
+            if now.duration_since(*first) >= second {
+                self.global_hits.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.global_hits.len() >= limit as usize {
+            let oldest = self.global_hits.front().copied().unwrap_or(now);
+            let retry = (oldest + second).saturating_duration_since(now);
+            return Err(retry.max(Duration::from_millis(1)));
+        }
+        self.global_hits.push_back(now);
+        Ok(())
+    }
+
+    /// Counts one message POST against `channel`'s bucket. `Err` (with
+    /// `reset_after` = retry after) when the enforced limit is exceeded.
+    pub(crate) fn check_channel(
+        &mut self,
+        channel: u64,
+        now: Instant,
+    ) -> Result<BucketState, BucketState> {
+        let (limit, period) = self.channel.unwrap_or(DISCORD_CHANNEL_LIMIT);
+        let enforced = self.channel.is_some();
+        let w = self.windows.entry(channel).or_insert(Window {
+            start: now,
+            count: 0,
+        });
+        if now >= w.start + period {
+            *w = Window {
+                start: now,
+                count: 0,
+            };
+        }
+        let reset_after = (w.start + period).saturating_duration_since(now);
+        if enforced && w.count >= limit {
+            return Err(BucketState {
+                limit,
+                remaining: 0,
+                reset_after: reset_after.max(Duration::from_millis(1)),
+            });
+        }
+        w.count += 1;
+        Ok(BucketState {
+            limit,
+            remaining: limit.saturating_sub(w.count),
+            reset_after,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_window_starts_at_first_request() {
+        let mut l = Limits::new(None, Some((2, Duration::from_secs(5))));
+        let t0 = Instant::now();
+        assert_eq!(l.check_channel(1, t0).map(|b| b.remaining).ok(), Some(1));
+        assert_eq!(
+            l.check_channel(1, t0 + Duration::from_secs(1))
+                .map(|b| b.remaining)
+                .ok(),
+            Some(0)
+        );
+        let refused = l.check_channel(1, t0 + Duration::from_secs(2)).unwrap_err();
+        assert_eq!(refused.reset_after, Duration::from_secs(3));
+        // another channel has its own bucket
+        assert!(l.check_channel(2, t0 + Duration::from_secs(2)).is_ok());
+        // the window ended: a new one opens at this request
+        let t1 = t0 + Duration::from_secs(6);
+        let b = l.check_channel(1, t1).unwrap();
+        assert_eq!((b.remaining, b.reset_after), (1, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn global_is_a_rolling_second() {
+        let mut l = Limits::new(Some(2), None);
+        let t0 = Instant::now();
+        assert!(l.check_global(t0).is_ok());
+        assert!(l.check_global(t0 + Duration::from_millis(500)).is_ok());
+        let retry = l.check_global(t0 + Duration::from_millis(600)).unwrap_err();
+        assert_eq!(retry, Duration::from_millis(400));
+        assert!(l.check_global(t0 + Duration::from_millis(1000)).is_ok());
+        assert!(l.check_global(t0 + Duration::from_millis(1100)).is_err());
+    }
+
+    #[test]
+    fn unenforced_channel_never_refuses() {
+        let mut l = Limits::new(None, None);
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert!(l.check_channel(1, t0).is_ok());
+        }
+        assert_eq!(l.check_channel(1, t0).unwrap().remaining, 0);
+    }
+}

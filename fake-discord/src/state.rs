@@ -1,0 +1,398 @@
+//! The fake's world model: guilds and channels, DM channels, known users,
+//! the messages the bot created (with their nonces), counters, the request
+//! log, the fault knobs and the rate-limit state. One `std::sync::Mutex`
+//! guards it; it is never held across an `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::gateway::GatewayState;
+use crate::payloads::{self, DISCORD_EPOCH_MS};
+use crate::ratelimit::Limits;
+use crate::{FakeConfig, GuildSpec};
+
+/// Who an injected message comes from.
+#[derive(Clone, Debug)]
+pub struct Author {
+    pub id: u64,
+    pub name: String,
+    /// `author.bot` in the payload.
+    pub bot: bool,
+    /// A webhook message: `webhook_id` is set (to `id`) and no `member` is sent.
+    pub webhook: bool,
+}
+
+impl Author {
+    /// A human user named `user<id>`.
+    pub fn user(id: u64) -> Self {
+        Author {
+            id,
+            name: format!("user{id}"),
+            bot: false,
+            webhook: false,
+        }
+    }
+
+    /// Another bot, named `bot<id>`.
+    pub fn bot(id: u64) -> Self {
+        Author {
+            id,
+            name: format!("bot{id}"),
+            bot: true,
+            webhook: false,
+        }
+    }
+
+    /// A webhook named `webhook<id>`; like Discord, its author object says `bot: true`.
+    pub fn webhook(id: u64) -> Self {
+        Author {
+            id,
+            name: format!("webhook{id}"),
+            bot: true,
+            webhook: true,
+        }
+    }
+}
+
+/// A message the bot created with `POST /channels/{id}/messages`.
+#[derive(Clone, Debug)]
+pub struct PostedMessage {
+    pub id: u64,
+    pub channel_id: u64,
+    pub content: String,
+    /// The request's `nonce`, as a string (numbers are rendered in decimal).
+    pub nonce: Option<String>,
+    pub enforce_nonce: bool,
+    pub allowed_mentions: Option<Value>,
+    pub message_reference: Option<Value>,
+    pub components: Option<Value>,
+    /// The whole request body.
+    pub body: Value,
+    pub at: Instant,
+    /// Milliseconds since the fake started.
+    pub at_ms: u64,
+}
+
+/// Counters since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// `POST /channels/{id}/messages` requests received (every outcome).
+    pub message_posts: u64,
+    /// Messages created.
+    pub created: u64,
+    /// POSTs answered with an existing message because of `enforce_nonce`.
+    pub nonce_duplicates: u64,
+    /// 429 answers served (injected and enforced, global and per channel).
+    pub rate_limited: u64,
+    /// Answers replaced by `fail_next` (plus requests swallowed by `hang_next`).
+    pub injected_errors: u64,
+    /// Requests swallowed by `hang_next`.
+    pub hung: u64,
+    /// Messages injected with `inject_message`.
+    pub injected_messages: u64,
+    /// Gateway IDENTIFYs answered with READY.
+    pub identify: u64,
+    /// Gateway RESUMEs answered with RESUMED.
+    pub resume: u64,
+    /// Every `/api` request.
+    pub requests: u64,
+}
+
+/// One REST request as the fake answered it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// The status answered; 0 for a request `hang_next` never answered.
+    pub status: u16,
+    #[serde(skip)]
+    pub at: Instant,
+    /// Milliseconds since the fake started, when the request arrived.
+    pub at_ms: u64,
+}
+
+/// A fault armed for the next message POSTs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Fault {
+    Hang,
+    Fail(u16),
+    RateLimit { retry_after: f64, global: bool },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pub latency: Duration,
+    pub hang: usize,
+    pub fail: usize,
+    pub fail_status: u16,
+    pub rate_limit: usize,
+    pub rate_limit_retry_after: f64,
+    pub rate_limit_global: bool,
+}
+
+impl Faults {
+    /// Takes the fault for the next message POST, if one is armed.
+    pub(crate) fn take(&mut self) -> Option<Fault> {
+        if self.hang > 0 {
+            self.hang -= 1;
+            Some(Fault::Hang)
+        } else if self.fail > 0 {
+            self.fail -= 1;
+            Some(Fault::Fail(self.fail_status))
+        } else if self.rate_limit > 0 {
+            self.rate_limit -= 1;
+            Some(Fault::RateLimit {
+                retry_after: self.rate_limit_retry_after,
+                global: self.rate_limit_global,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything mutable.
+pub(crate) struct World {
+    last_snowflake: u64,
+    /// Known users other than the bot: id → (name, bot).
+    pub users: HashMap<u64, (String, bool)>,
+    pub dm_by_user: HashMap<u64, u64>,
+    pub dm_user: HashMap<u64, u64>,
+    pub messages: Vec<PostedMessage>,
+    /// channel → indexes in `messages`.
+    by_channel: HashMap<u64, Vec<usize>>,
+    /// Message objects by id (injected and created), for replies.
+    pub message_objects: HashMap<u64, Value>,
+    /// (channel, nonce) → (index in `messages`, created at).
+    pub nonces: HashMap<(u64, String), (usize, Instant)>,
+    pub stats: Stats,
+    pub requests: Vec<RequestRecord>,
+    pub faults: Faults,
+    pub limits: Limits,
+    pub gw: GatewayState,
+    /// Registered application commands: `None` = global, `Some(guild)`.
+    pub commands: HashMap<Option<u64>, Vec<Value>>,
+}
+
+impl World {
+    /// A fresh snowflake, increasing, with a realistic timestamp part.
+    pub(crate) fn snowflake(&mut self) -> u64 {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(DISCORD_EPOCH_MS)
+            .saturating_sub(DISCORD_EPOCH_MS);
+        let id = (ms << 22).max(self.last_snowflake + 1);
+        self.last_snowflake = id;
+        id
+    }
+
+    /// Records a created message; returns its index in `messages`.
+    pub(crate) fn push_message(&mut self, m: PostedMessage) -> usize {
+        let idx = self.messages.len();
+        self.by_channel.entry(m.channel_id).or_default().push(idx);
+        self.messages.push(m);
+        idx
+    }
+
+    pub(crate) fn channel_messages(&self, channel_id: u64) -> Vec<PostedMessage> {
+        self.by_channel
+            .get(&channel_id)
+            .map(|idx| idx.iter().map(|i| self.messages[*i].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The public user object of a known (or unknown) user id.
+    pub(crate) fn user_json(&self, id: u64, bot_id: u64) -> Value {
+        if id == bot_id {
+            return payloads::current_user(bot_id);
+        }
+        match self.users.get(&id) {
+            Some((name, bot)) => payloads::user(id, name, *bot),
+            None => payloads::user(id, &format!("user{id}"), false),
+        }
+    }
+
+    /// The DM channel with `user_id`, created on first use.
+    pub(crate) fn open_dm(&mut self, user_id: u64) -> u64 {
+        if let Some(c) = self.dm_by_user.get(&user_id) {
+            return *c;
+        }
+        let c = self.snowflake();
+        self.dm_by_user.insert(user_id, c);
+        self.dm_user.insert(c, user_id);
+        c
+    }
+}
+
+/// Status of the gateway as seen from the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GatewayStatus {
+    /// A bot is connected on a live session (after READY or RESUMED).
+    pub ready: bool,
+    pub identify: u64,
+    pub resume: u64,
+}
+
+/// Shared by the server tasks and every `FakeDiscord` handle.
+pub(crate) struct Shared {
+    pub bot_user_id: u64,
+    pub application_id: u64,
+    pub guilds: Vec<GuildSpec>,
+    pub channel_guild: HashMap<u64, u64>,
+    pub nonce_ttl: Duration,
+    pub privileged_intents: u64,
+    pub echo_own_messages: bool,
+    pub addr: SocketAddr,
+    pub started: Instant,
+    /// When the bot "joined" every guild.
+    pub joined_at: String,
+    world: Mutex<World>,
+    /// Bumped on every created message.
+    pub messages_tx: watch::Sender<u64>,
+    pub gateway_tx: watch::Sender<GatewayStatus>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &FakeConfig, addr: SocketAddr) -> Self {
+        let channel_guild = config
+            .guilds
+            .iter()
+            .flat_map(|g| g.channels.iter().map(move |c| (*c, g.id)))
+            .collect();
+        let joined = SystemTime::now() - Duration::from_secs(86_400);
+        Shared {
+            bot_user_id: config.bot_user_id,
+            application_id: config.application_id,
+            guilds: config.guilds.clone(),
+            channel_guild,
+            nonce_ttl: config.nonce_ttl,
+            privileged_intents: config.privileged_intents,
+            echo_own_messages: config.echo_own_messages,
+            addr,
+            started: Instant::now(),
+            joined_at: payloads::timestamp(joined),
+            world: Mutex::new(World {
+                last_snowflake: 0,
+                users: HashMap::new(),
+                dm_by_user: HashMap::new(),
+                dm_user: HashMap::new(),
+                messages: Vec::new(),
+                by_channel: HashMap::new(),
+                message_objects: HashMap::new(),
+                nonces: HashMap::new(),
+                stats: Stats::default(),
+                requests: Vec::new(),
+                faults: Faults::default(),
+                limits: Limits::new(config.global_limit, config.channel_limit),
+                gw: GatewayState::default(),
+                commands: HashMap::new(),
+            }),
+            messages_tx: watch::channel(0).0,
+            gateway_tx: watch::channel(GatewayStatus::default()).0,
+        }
+    }
+
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        self.world
+            .lock()
+            .expect("fake-discord state mutex poisoned")
+    }
+
+    /// Like `world`, but `None` if a panic poisoned the lock (for `Drop`).
+    pub(crate) fn try_world(&self) -> Option<MutexGuard<'_, World>> {
+        self.world.lock().ok()
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn gateway_url(&self) -> String {
+        format!("ws://{}/gateway", self.addr)
+    }
+
+    pub(crate) fn ms_since_start(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// The guild of a guild channel (`None` for DMs and unknown channels).
+    pub(crate) fn guild_of(&self, channel_id: u64) -> Option<u64> {
+        self.channel_guild.get(&channel_id).copied()
+    }
+
+    /// Whether a channel exists (guild text channel or opened DM).
+    pub(crate) fn channel_exists(&self, world: &World, channel_id: u64) -> bool {
+        self.channel_guild.contains_key(&channel_id) || world.dm_user.contains_key(&channel_id)
+    }
+
+    /// Publishes the gateway status from the world (call with the lock held).
+    pub(crate) fn publish_gateway(&self, world: &World) {
+        let status = GatewayStatus {
+            ready: world.gw.is_ready(),
+            identify: world.stats.identify,
+            resume: world.stats.resume,
+        };
+        self.gateway_tx.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+
+    /// The messages created in `channel_id`, in order.
+    pub(crate) fn channel_messages(&self, channel_id: u64) -> Vec<PostedMessage> {
+        self.world().channel_messages(channel_id)
+    }
+
+    /// Waits (woken by each new message) until `channel_id` holds `count`
+    /// messages. `Err` carries what was there at the deadline.
+    pub(crate) async fn wait_messages(
+        &self,
+        channel_id: u64,
+        timeout: Duration,
+        mut done: impl FnMut(&[PostedMessage]) -> bool,
+    ) -> Result<Vec<PostedMessage>, Vec<PostedMessage>> {
+        let mut rx = self.messages_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let messages = self.channel_messages(channel_id);
+            if done(&messages) {
+                return Ok(messages);
+            }
+            // The sender lives in `self`, so `changed` only ends by timing out.
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(self.channel_messages(channel_id));
+            }
+        }
+    }
+
+    /// Waits until the gateway status satisfies `pred`; false on timeout.
+    pub(crate) async fn wait_gateway(
+        &self,
+        timeout: Duration,
+        pred: impl FnMut(&GatewayStatus) -> bool,
+    ) -> bool {
+        let mut rx = self.gateway_tx.subscribe();
+        let outcome = tokio::time::timeout(timeout, rx.wait_for(pred)).await;
+        matches!(outcome, Ok(Ok(_)))
+    }
+
+    /// Wakes everybody waiting for messages.
+    pub(crate) fn bump_messages(&self) {
+        self.messages_tx.send_modify(|v| *v += 1);
+    }
+}
+
+/// A bounded log of dispatched frames, for replay on RESUME.
+pub(crate) type FrameLog = VecDeque<(u64, String)>;
