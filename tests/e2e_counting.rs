@@ -27,22 +27,41 @@ async fn count_to_5_posts_each_number_once_per_second() {
             pair[1].content
         );
     }
-    let task_id = msgs[0].nonce.as_deref().unwrap().split(':').next().unwrap().to_owned();
+    let task_id = msgs[0]
+        .nonce
+        .as_deref()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
     for (k, m) in msgs.iter().enumerate() {
-        assert_eq!(m.nonce.as_deref(), Some(format!("{task_id}:{}", k + 1).as_str()));
+        assert_eq!(
+            m.nonce.as_deref(),
+            Some(format!("{task_id}:{}", k + 1).as_str())
+        );
         assert!(m.enforce_nonce);
         let allowed = m.allowed_mentions.as_ref().expect("allowed_mentions set");
         assert_eq!(allowed["parse"], serde_json::json!([]));
         assert!(m.message_reference.is_none());
     }
 
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 5, 5)]).await;
-    assert_eq!(bot.metric("countdown_commands_total{command=\"count\"}").await, 1.0);
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 5, 5)])
+        .await;
+    assert_eq!(
+        bot.metric("countdown_commands_total{command=\"count\"}")
+            .await,
+        1.0
+    );
     assert_eq!(bot.metric("countdown_messages_sent_total").await, 5.0);
     assert_eq!(bot.metric("countdown_count_target_count").await, 1.0);
     assert_eq!(bot.metric("countdown_active").await, 0.0);
-    assert_eq!(bot.metric("countdown_tick_lateness_seconds_count").await, 5.0);
+    assert_eq!(
+        bot.metric("countdown_tick_lateness_seconds_count").await,
+        5.0
+    );
     assert_eq!(fake.stats().rate_limited, 0);
+    bot.assert_logs_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,13 +108,19 @@ async fn a_busy_channel_refuses_a_second_countdown() {
         reply.message_reference.as_ref().unwrap()["message_id"],
         second.to_string()
     );
-    assert!(reply.content.contains("already counting"), "{}", reply.content);
+    assert!(
+        reply.content.contains("already counting"),
+        "{}",
+        reply.content
+    );
     assert_eq!(numbers(&msgs), one_to(4));
     assert_eq!(
-        bot.metric("countdown_wrong_commands_total{reason=\"busy_channel\"}").await,
+        bot.metric("countdown_wrong_commands_total{reason=\"busy_channel\"}")
+            .await,
         1.0
     );
-    db.wait_tasks("one finished row", |t| t == [("finished".into(), 4, 4)]).await;
+    db.wait_tasks("one finished row", |t| t == [("finished".into(), 4, 4)])
+        .await;
     assert_eq!(db.wait_command_errors(1).await, ["busy_channel"]);
 }
 
@@ -134,7 +159,11 @@ async fn caps_refuse_with_a_reply() {
         &[("MAX_ACTIVE", "3"), ("MAX_ACTIVE_PER_GUILD", "2")],
     )
     .await;
-    let (a, b, c) = (channel(&fake, 0, 0), channel(&fake, 0, 1), channel(&fake, 0, 2));
+    let (a, b, c) = (
+        channel(&fake, 0, 0),
+        channel(&fake, 0, 1),
+        channel(&fake, 0, 2),
+    );
     let (d, e) = (channel(&fake, 1, 0), channel(&fake, 2, 0));
     for ch in [a, b] {
         say(&fake, ch, &mention(&fake, "count to 30")).await;
@@ -142,15 +171,31 @@ async fn caps_refuse_with_a_reply() {
     }
     say(&fake, c, &mention(&fake, "count to 30")).await;
     let guild_full = wait_messages(&fake, c, 1).await;
-    assert!(guild_full[0].content.contains("This server already has 2"), "{}", guild_full[0].content);
+    assert!(
+        guild_full[0].content.contains("This server already has 2"),
+        "{}",
+        guild_full[0].content
+    );
     say(&fake, d, &mention(&fake, "count to 30")).await;
     wait_messages(&fake, d, 1).await;
     say(&fake, e, &mention(&fake, "count to 30")).await;
     let bot_full = wait_messages(&fake, e, 1).await;
-    assert!(bot_full[0].content.contains("busy with 3"), "{}", bot_full[0].content);
+    assert!(
+        bot_full[0].content.contains("busy with 3"),
+        "{}",
+        bot_full[0].content
+    );
 
-    assert_eq!(bot.metric("countdown_wrong_commands_total{reason=\"busy_guild\"}").await, 1.0);
-    assert_eq!(bot.metric("countdown_wrong_commands_total{reason=\"busy_bot\"}").await, 1.0);
+    assert_eq!(
+        bot.metric("countdown_wrong_commands_total{reason=\"busy_guild\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        bot.metric("countdown_wrong_commands_total{reason=\"busy_bot\"}")
+            .await,
+        1.0
+    );
     assert_eq!(bot.metric("countdown_active").await, 3.0);
     let kinds = db.wait_command_errors(2).await;
     assert_eq!(kinds, ["busy_guild", "busy_bot"]);
@@ -167,7 +212,9 @@ async fn stop_cancels_and_stop_when_idle_says_so() {
     wait_messages(&fake, ch, 2).await;
     say(&fake, ch, &mention(&fake, "stop")).await;
     let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| m.content.starts_with("Stopped"))
+        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
+            m.content.starts_with("Stopped")
+        })
         .await
         .unwrap();
     let stop_reply = msgs.last().unwrap();
@@ -175,7 +222,10 @@ async fn stop_cancels_and_stop_when_idle_says_so() {
     let last = *counted.last().unwrap();
     assert_eq!(counted, one_to(last));
     assert_eq!(stop_reply.content, format!("Stopped at {last} of 50."));
-    db.wait_tasks("stopped row", |t| t == [("stopped".into(), last as i32, 50)]).await;
+    db.wait_tasks("stopped row", |t| {
+        t == [("stopped".into(), last as i32, 50)]
+    })
+    .await;
 
     // Stop again: nothing is counting, and no number came after the stop.
     say(&fake, ch, &mention(&fake, "stop")).await;
@@ -184,9 +234,14 @@ async fn stop_cancels_and_stop_when_idle_says_so() {
     assert_eq!(numbers(&msgs), one_to(last));
 
     assert_eq!(bot.metric("countdown_cancelled_total").await, 1.0);
-    assert_eq!(bot.metric("countdown_commands_total{command=\"stop\"}").await, 2.0);
     assert_eq!(
-        bot.metric("countdown_wrong_commands_total{reason=\"not_counting\"}").await,
+        bot.metric("countdown_commands_total{command=\"stop\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        bot.metric("countdown_wrong_commands_total{reason=\"not_counting\"}")
+            .await,
         1.0
     );
     assert_eq!(db.wait_command_errors(1).await, ["not_counting"]);

@@ -23,8 +23,13 @@ async fn kill_9_mid_countdown_then_restart_resumes_exactly_once() {
 
     let bot = Bot::start_ready(&fake, &db, &[]).await;
     let msgs = wait_messages(&fake, ch, 7).await;
-    assert_eq!(numbers(&msgs), one_to(7), "each number exactly once, in order");
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 7, 7)]).await;
+    assert_eq!(
+        numbers(&msgs),
+        one_to(7),
+        "each number exactly once, in order"
+    );
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 7, 7)])
+        .await;
     assert_eq!(bot.metric("countdown_resumed_total").await, 1.0);
 }
 
@@ -42,13 +47,22 @@ async fn sigterm_exits_0_quickly_and_the_countdown_continues_after_restart() {
     assert!(took < Duration::from_secs(5));
     let sent = fake.messages(ch).len() as i32;
     let tasks = db.tasks().await;
-    assert_eq!(tasks, [("running".into(), sent, 8)], "progress flushed at exit");
+    assert_eq!(
+        tasks,
+        [("running".into(), sent, 8)],
+        "progress flushed at exit"
+    );
 
     let _bot = Bot::start_ready(&fake, &db, &[]).await;
     let msgs = wait_messages(&fake, ch, 8).await;
     assert_eq!(numbers(&msgs), one_to(8));
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)]).await;
-    assert_eq!(fake.stats().nonce_duplicates, 0, "progress was exact: nothing re-sent");
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)])
+        .await;
+    assert_eq!(
+        fake.stats().nonce_duplicates,
+        0,
+        "progress was exact: nothing re-sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,20 +83,23 @@ async fn errors_and_rate_limits_from_discord_lose_nothing_and_double_nothing() {
     let msgs = wait_messages(&fake, ch, 6).await;
 
     assert_eq!(numbers(&msgs), one_to(6));
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 6, 6)]).await;
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 6, 6)])
+        .await;
     assert_eq!(
-        bot.metric("countdown_send_errors_total{kind=\"server_error\"}").await,
+        bot.metric("countdown_send_errors_total{kind=\"server_error\"}")
+            .await,
         3.0
     );
     assert_eq!(
-        bot.metric("countdown_send_errors_total{kind=\"rate_limited\"}").await,
+        bot.metric("countdown_send_errors_total{kind=\"rate_limited\"}")
+            .await,
         3.0
     );
     assert_eq!(bot.metric("countdown_messages_sent_total").await, 6.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_send_that_did_arrive_is_not_doubled() {
+async fn a_hung_request_times_out_and_is_retried() {
     let fake = fake().await;
     let db = TestDb::create().await;
     let bot = Bot::start_ready(&fake, &db, &[("DISCORD_HTTP_TIMEOUT", "1s")]).await;
@@ -93,8 +110,46 @@ async fn a_timed_out_send_that_did_arrive_is_not_doubled() {
     fake.hang_next(1);
     let msgs = wait_messages(&fake, ch, 4).await;
     assert_eq!(numbers(&msgs), one_to(4));
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 4, 4)]).await;
-    assert_eq!(bot.metric("countdown_send_errors_total{kind=\"timeout\"}").await, 1.0);
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 4, 4)])
+        .await;
+    assert_eq!(
+        bot.metric("countdown_send_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_send_that_did_arrive_is_not_doubled() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let bot = Bot::start_ready(&fake, &db, &[("DISCORD_HTTP_TIMEOUT", "1s")]).await;
+    let ch = channel(&fake, 1, 2);
+
+    say(&fake, ch, &mention(&fake, "count to 4")).await;
+    wait_messages(&fake, ch, 1).await;
+    // Discord creates the message but answers too late: the bot times out
+    // and retries the same nonce, which Discord answers with the message it has.
+    fake.set_latency(Duration::from_millis(1500));
+    wait_messages(&fake, ch, 2).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.stats().nonce_duplicates == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bot never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.set_latency(Duration::ZERO);
+    let msgs = wait_messages(&fake, ch, 4).await;
+    assert_eq!(numbers(&msgs), one_to(4), "number 2 appears once");
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 4, 4)])
+        .await;
+    assert!(
+        bot.metric("countdown_send_errors_total{kind=\"timeout\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +175,12 @@ async fn a_dropped_gateway_does_not_stop_counting_or_commands() {
         t.len() == 2 && t.iter().all(|r| r.0 == "finished")
     })
     .await;
-    assert_eq!(bot.metric("countdown_resumed_total").await, 0.0, "nothing started twice");
+    assert_eq!(
+        bot.metric("countdown_resumed_total").await,
+        0.0,
+        "nothing started twice"
+    );
+    bot.assert_logs_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +195,11 @@ async fn an_invalidated_session_re_identifies_without_starting_anything_twice() 
     fake.set_resume_allowed(false);
     fake.drop_gateway();
     let msgs = wait_messages(&fake, ch, 8).await;
-    assert_eq!(numbers(&msgs), one_to(8), "a second READY did not start it twice");
+    assert_eq!(
+        numbers(&msgs),
+        one_to(8),
+        "a second READY did not start it twice"
+    );
     assert!(fake.identify_count() >= 2);
     assert_eq!(bot.metric("countdown_resumed_total").await, 0.0);
 }

@@ -131,7 +131,10 @@ async fn channel_messages(
     let (status, list) = match wait.count {
         Some(count) => {
             let timeout = Duration::from_millis(wait.wait_ms.unwrap_or(0));
-            match shared.wait_messages(channel_id, timeout, |m| m.len() >= count).await {
+            match shared
+                .wait_messages(channel_id, timeout, |m| m.len() >= count)
+                .await
+            {
                 Ok(l) => (StatusCode::OK, l),
                 Err(l) => (StatusCode::REQUEST_TIMEOUT, l),
             }

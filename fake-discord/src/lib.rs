@@ -316,11 +316,7 @@ impl FakeDiscord {
         what: &str,
         done: impl FnMut(&[PostedMessage]) -> bool,
     ) -> anyhow::Result<Vec<PostedMessage>> {
-        match self
-            .shared()
-            .wait_messages(channel_id, timeout, done)
-            .await
-        {
+        match self.shared().wait_messages(channel_id, timeout, done).await {
             Ok(messages) => Ok(messages),
             Err(got) => {
                 let contents: Vec<&str> = got.iter().map(|m| m.content.as_str()).collect();

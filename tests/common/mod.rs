@@ -96,7 +96,10 @@ impl TestDb {
             if check(&tasks) {
                 return tasks;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {tasks:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {tasks:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -108,7 +111,10 @@ impl TestDb {
             if kinds.len() >= n {
                 return kinds;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {n} command errors: {kinds:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} command errors: {kinds:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -232,7 +238,11 @@ impl Bot {
             if let Ok((200, _)) = self.get("/readyz").await {
                 return;
             }
-            assert!(Instant::now() < deadline, "/readyz never 200:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "/readyz never 200:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -262,6 +272,20 @@ impl Bot {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// serenity deserialized everything the fake sent, and the token never
+    /// reached the log.
+    pub fn assert_logs_clean(&self) {
+        let logs = self.logs();
+        for bad in [
+            "Err deserializing",
+            "Unhandled error",
+            "Could not decode",
+            TOKEN,
+        ] {
+            assert!(!logs.contains(bad), "log contains {bad:?}:\n{logs}");
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }
@@ -275,7 +299,11 @@ impl Bot {
     }
 
     /// Sends `signal` and waits up to `within` for the exit.
-    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal, within: Duration) -> (ExitStatus, Duration) {
+    pub fn signal_and_wait(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        within: Duration,
+    ) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("bot already stopped");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let sent = Instant::now();
@@ -287,7 +315,10 @@ impl Bot {
             if sent.elapsed() > within {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("bot did not exit within {within:?} of {signal}:\n{}", self.logs());
+                panic!(
+                    "bot did not exit within {within:?} of {signal}:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -298,7 +329,11 @@ impl Drop for Bot {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
-            eprintln!("----- bot log {} -----\n{}", self.log.display(), self.logs());
+            eprintln!(
+                "----- bot log {} -----\n{}",
+                self.log.display(),
+                self.logs()
+            );
         }
     }
 }
