@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
     let channel = fake.guilds()[0].channels[0];
     let command = format!("<@{}> count to 5", fake.bot_user_id());
     println!("#demo  user: {command}");
-    fake.inject_message(channel, Author::user(42), &command).await?;
+    fake.inject_message(channel, Author::user(42), &command)
+        .await?;
 
     let start = Instant::now();
     let mut seen = 0;
@@ -69,11 +70,16 @@ async fn demo_database() -> anyhow::Result<String> {
         .context("no DATABASE_URL and no PostgreSQL on 127.0.0.1:5432")?;
     tokio::spawn(conn);
     let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'countdown_demo'", &[])
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = 'countdown_demo'",
+            &[],
+        )
         .await?
         .is_some();
     if !exists {
-        client.batch_execute("CREATE DATABASE countdown_demo").await?;
+        client
+            .batch_execute("CREATE DATABASE countdown_demo")
+            .await?;
     }
     Ok("postgres://postgres@127.0.0.1:5432/countdown_demo".into())
 }
