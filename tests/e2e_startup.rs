@@ -1,0 +1,86 @@
+//! Start-up as an operator sees it: one clear line for a bad setting, a bot
+//! that waits for its database instead of crashing, readiness that tells why.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn run_with(env: &[(&str, &str)]) -> (i32, String) {
+    let dir = std::env::temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_countdown"))
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_missing_or_malformed_setting_stops_the_bot_with_one_line() {
+    let (code, stderr) = run_with(&[("DATABASE_URL", "postgres://x@127.0.0.1/db")]);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim(), "configuration: DISCORD_TOKEN is not set");
+
+    let (code, stderr) = run_with(&[
+        ("DISCORD_TOKEN", TOKEN),
+        ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+        ("MAX_ACTIVE", "lots"),
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("MAX_ACTIVE"), "{stderr}");
+    assert!(!stderr.contains(TOKEN));
+
+    let (code, stderr) = run_with(&[("DISCORD_TOKEN", TOKEN)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_database_the_bot_waits_is_not_ready_and_still_stops_cleanly() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    // A database that does not exist: every connection fails.
+    let missing = db.url.replace(&db.name, "countdown_no_such_database");
+    let mut bot = Bot::start(&fake, &db, &[("DATABASE_URL", missing.as_str())]);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok((200, _)) = bot.get("/healthz").await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never answered:\n{}",
+            bot.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, body) = bot.get("/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("not ready"), "{body}");
+    assert_eq!(
+        fake.identify_count(),
+        0,
+        "no gateway before the database answers"
+    );
+    while bot.metric("countdown_db_errors_total").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no db error counted:\n{}",
+            bot.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (exit, took) = bot.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < Duration::from_secs(5));
+    assert!(bot.logs().contains("cannot prepare the database"));
+    bot.assert_logs_clean();
+}
