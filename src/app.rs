@@ -1,10 +1,16 @@
 //! Start-up and shutdown: wires config, storage, the scheduler, the Discord
 //! adapter and the HTTP server together, and takes them down in order.
+//!
+//! The process first waits to be the leader (see [`crate::leader`]); a
+//! single instance is the leader at once. Each term as leader builds the
+//! Discord side afresh; losing leadership ends the term and the instance
+//! goes back to waiting as a standby.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +22,7 @@ use crate::countdown::{Limits, Scheduler};
 use crate::discord::handler::Handler;
 use crate::discord::sender::DiscordSink;
 use crate::discord::{self};
+use crate::leader::{Elector, Term};
 use crate::metrics::Metrics;
 use crate::resume::Resumer;
 use crate::server::{self, Readiness};
@@ -44,56 +51,113 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         server_stop.clone(),
     ));
 
-    if !apply_schema(&pool, &metrics, &shutdown).await {
-        server_stop.cancel();
-        return Ok(());
-    }
+    let outcome = if apply_schema(&pool, &metrics, &shutdown).await {
+        let elector = Elector::new(settings.database.pg_config()?, metrics.clone());
+        lead_while_elected(&settings, &pool, &metrics, &readiness, &elector, &shutdown).await
+    } else {
+        Ok(())
+    };
 
-    let journal = Journal::new(pool.clone(), metrics.clone());
+    readiness.set_stopping();
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Campaign, lead, and campaign again after losing leadership, until shutdown.
+async fn lead_while_elected(
+    settings: &Settings,
+    pool: &Pool,
+    metrics: &Metrics,
+    readiness: &Readiness,
+    elector: &Elector,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        readiness.set_leader(false);
+        let Some(term) = elector.campaign(shutdown).await else {
+            return Ok(());
+        };
+        readiness.set_leader(true);
+        let ended = run_term(settings, pool, metrics, readiness, &term, shutdown).await;
+        readiness.set_leader(false);
+        match ended {
+            Ok(TermEnd::Shutdown) => {
+                term.step_down(true).await;
+                return Ok(());
+            }
+            Ok(TermEnd::LostLeadership) => {
+                term.step_down(false).await;
+                tracing::warn!("leadership lost: countdowns stopped here; waiting as a standby");
+            }
+            Err(error) => {
+                term.step_down(true).await;
+                return Err(error);
+            }
+        }
+    }
+}
+
+enum TermEnd {
+    Shutdown,
+    LostLeadership,
+}
+
+/// One term as leader: the Discord side, the scheduler and the journal,
+/// taken down in order when the term ends.
+async fn run_term(
+    settings: &Settings,
+    pool: &Pool,
+    metrics: &Metrics,
+    readiness: &Readiness,
+    term: &Term,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<TermEnd> {
+    // Countdowns and replies stop on shutdown and on losing leadership.
+    let stop_sending = CancellationToken::new();
+    let journal = Journal::new(pool.clone(), metrics.clone(), Some(term.epoch));
     let journal_stop = CancellationToken::new();
     let journal_task = tokio::spawn(journal.clone().run(JOURNAL_INTERVAL, journal_stop.clone()));
 
     let reqwest = discord::client::reqwest_client(settings.http_timeout)
         .context("cannot build the HTTP client")?;
     let sink = Arc::new(DiscordSink::new(
-        Arc::new(discord::client::http(&settings, reqwest.clone())),
+        Arc::new(discord::client::http(settings, reqwest.clone())),
         reqwest.clone(),
     ));
     let pacer = Arc::new(Pacer::new(settings.global_rate));
-    let numbers = Delivery::new(
-        sink.clone(),
-        pacer.clone(),
-        metrics.clone(),
-        RetryPolicy::default(),
-    );
-    let replies = Delivery::new(
-        sink,
-        pacer,
-        metrics.clone(),
-        RetryPolicy {
-            give_up_after: Duration::from_secs(30),
-            ..RetryPolicy::default()
-        },
-    );
+    let delivery = |give_up_after| {
+        Delivery::new(
+            sink.clone(),
+            pacer.clone(),
+            metrics.clone(),
+            RetryPolicy {
+                give_up_after,
+                ..RetryPolicy::default()
+            },
+            term.fence.clone(),
+        )
+    };
     let limits = Limits {
         max_active: settings.max_active,
         max_active_per_guild: settings.max_active_per_guild,
     };
     let scheduler = Scheduler::new(
         limits,
-        numbers,
+        delivery(RetryPolicy::default().give_up_after),
         journal.clone(),
         metrics.clone(),
-        shutdown.child_token(),
+        stop_sending.child_token(),
     );
     let commands = CommandService::new(
         scheduler.clone(),
         pool.clone(),
         journal.clone(),
         metrics.clone(),
-        replies,
+        delivery(Duration::from_secs(30)),
         limits,
-        shutdown.clone(),
+        stop_sending.clone(),
     );
     let resumer = Resumer::new(
         pool.clone(),
@@ -101,7 +165,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         journal.clone(),
         metrics.clone(),
         settings.resume_max_age,
-        shutdown.clone(),
+        stop_sending.clone(),
     );
     let handler = Handler {
         commands,
@@ -110,7 +174,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     };
 
     let mut client =
-        discord::client::gateway_client(discord::client::http(&settings, reqwest), handler)
+        discord::client::gateway_client(discord::client::http(settings, reqwest), handler)
             .await
             .context("cannot build the Discord client")?;
     let shard_manager = client.shard_manager.clone();
@@ -124,7 +188,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     );
 
     let outcome = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
+        _ = shutdown.cancelled() => Ok(TermEnd::Shutdown),
+        _ = term.lost.cancelled() => Ok(TermEnd::LostLeadership),
         ended = &mut gateway => match ended {
             Ok(Ok(())) => Err(anyhow!("the Discord gateway closed")),
             Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
@@ -134,8 +199,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     // Stop taking commands, let in-flight sends finish, record progress,
     // close the gateway.
-    shutdown.cancel();
-    readiness.set_stopping();
+    stop_sending.cancel();
+    readiness.set_gateway(false);
     if !scheduler.shutdown(SEND_GRACE).await {
         tracing::warn!("some sends did not finish in time; they resume at the next start");
     }
@@ -155,19 +220,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tracing::warn!("gateway did not close in time");
     }
     gateway.abort();
-    server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
-    tracing::info!("stopped");
     outcome
 }
 
 /// Applies the schema, retrying while the database is down. False if
 /// shutdown came first.
-async fn apply_schema(
-    pool: &deadpool_postgres::Pool,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> bool {
+async fn apply_schema(pool: &Pool, metrics: &Metrics, shutdown: &CancellationToken) -> bool {
     let mut backoff = Duration::from_millis(250);
     let mut logged = false;
     loop {

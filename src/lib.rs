@@ -8,6 +8,7 @@
 //! - [`countdown`]: scheduling, timing, the rate-limit pacer, delivery.
 //! - [`storage`]: PostgreSQL: schema, queries, the background journal.
 //! - [`resume`]: picking up `running` countdowns after a restart.
+//! - [`leader`]: which of several instances sends (PostgreSQL advisory lock).
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`telemetry`]: logging. [`shutdown`]: signals. [`app`]: wiring.
 
@@ -16,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod countdown;
 pub mod discord;
+pub mod leader;
 pub mod metrics;
 pub mod resume;
 pub mod server;

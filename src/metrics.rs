@@ -42,6 +42,7 @@ pub struct Metrics {
     pub finished: IntCounterVec,
     pub gateway_ready: IntGauge,
     pub rate_budget: IntGauge,
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -128,6 +129,11 @@ impl Metrics {
             "GLOBAL_RATE: requests per second the bot allows itself.",
         )?;
 
+        let leader = IntGauge::new(
+            "countdown_leader",
+            "1 while this instance is the leader (the one that connects and sends).",
+        )?;
+
         for c in [
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(invalid_commands.clone()),
@@ -144,6 +150,7 @@ impl Metrics {
             Box::new(finished.clone()),
             Box::new(gateway_ready.clone()),
             Box::new(rate_budget.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(c)?;
         }
@@ -185,6 +192,7 @@ impl Metrics {
             finished,
             gateway_ready,
             rate_budget,
+            leader,
         })
     }
 

@@ -22,6 +22,7 @@ use crate::storage;
 #[derive(Clone)]
 pub struct Readiness {
     gateway: Arc<AtomicBool>,
+    leader: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
     pool: Pool,
     metrics: Metrics,
@@ -31,6 +32,7 @@ impl Readiness {
     pub fn new(pool: Pool, metrics: Metrics) -> Self {
         Readiness {
             gateway: Arc::new(AtomicBool::new(false)),
+            leader: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
             pool,
             metrics,
@@ -42,6 +44,11 @@ impl Readiness {
         self.metrics.gateway_ready.set(i64::from(ready));
     }
 
+    /// Standbys are alive but not ready: they neither connect nor send.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::SeqCst);
+    }
+
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
     }
@@ -50,6 +57,11 @@ impl Readiness {
     pub async fn check(&self) -> Result<(), String> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err("shutting down".into());
+        }
+        if !self.leader.load(Ordering::SeqCst) {
+            return Err(
+                "standby: another instance is the leader (or the election is pending)".into(),
+            );
         }
         if !self.gateway.load(Ordering::SeqCst) {
             return Err("gateway not ready".into());

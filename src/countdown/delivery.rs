@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pacer::Pacer;
 use super::sink::{MessageSink, Outgoing, SendError};
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 
 /// How long and how often a message is retried.
@@ -49,6 +50,7 @@ pub struct Delivery {
     pacer: Arc<Pacer>,
     metrics: Metrics,
     policy: RetryPolicy,
+    fence: Arc<Fence>,
 }
 
 impl Delivery {
@@ -57,12 +59,14 @@ impl Delivery {
         pacer: Arc<Pacer>,
         metrics: Metrics,
         policy: RetryPolicy,
+        fence: Arc<Fence>,
     ) -> Self {
         Delivery {
             sink,
             pacer,
             metrics,
             policy,
+            fence,
         }
     }
 
@@ -83,6 +87,10 @@ impl Delivery {
                 biased;
                 _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
                 _ = self.pacer.acquire(channel_id) => {}
+            }
+            if !self.fence.is_open() {
+                // Not (or no longer) the leader: another instance may be sending.
+                return Err(DeliveryError::Cancelled);
             }
             let attempt = Instant::now();
             let error = match self.sink.post(channel_id, message).await {

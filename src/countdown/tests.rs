@@ -57,12 +57,13 @@ fn harness(limits: Limits) -> Harness {
         "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
     ))
     .unwrap();
-    let journal = Journal::new(pool, metrics.clone());
+    let journal = Journal::new(pool, metrics.clone(), None);
     let delivery = Delivery::new(
         recorder.clone(),
         Arc::new(Pacer::new(50)),
         metrics.clone(),
         RetryPolicy::default(),
+        crate::leader::Fence::open(),
     );
     let scheduler = Scheduler::new(
         limits,
@@ -302,6 +303,7 @@ async fn many_channels_share_a_small_budget_fairly() {
         Arc::new(Pacer::new(10)),
         metrics.clone(),
         RetryPolicy::default(),
+        crate::leader::Fence::open(),
     );
     let scheduler = Scheduler::new(
         Limits {
@@ -309,7 +311,7 @@ async fn many_channels_share_a_small_budget_fairly() {
             max_active_per_guild: 100,
         },
         delivery,
-        Journal::new(pool, metrics.clone()),
+        Journal::new(pool, metrics.clone(), None),
         metrics,
         CancellationToken::new(),
     );

@@ -31,6 +31,8 @@ pub struct Journal {
 
 struct Inner {
     pool: Pool,
+    /// The leader epoch progress is written under (see `leader`).
+    epoch: Option<i64>,
     metrics: Metrics,
     pending: Mutex<Pending>,
     /// One flush at a time; it also holds what we know of an ongoing outage.
@@ -96,10 +98,13 @@ struct Outage {
 }
 
 impl Journal {
-    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+    /// A journal whose task writes only land while `epoch` is the current
+    /// leader epoch (`None`: unfenced).
+    pub fn new(pool: Pool, metrics: Metrics, epoch: Option<i64>) -> Self {
         Journal {
             inner: Arc::new(Inner {
                 pool,
+                epoch,
                 metrics,
                 pending: Mutex::new(Pending::default()),
                 flushing: tokio::sync::Mutex::new(Outage::default()),
@@ -190,11 +195,11 @@ impl Journal {
             let ids: Vec<i64> = batch.ends.keys().copied().collect();
             let statuses: Vec<&str> = ids.iter().map(|id| batch.ends[id].0.as_str()).collect();
             let last: Vec<i32> = ids.iter().map(|id| batch.ends[id].1).collect();
-            tasks::write_ends(&**client, &ids, &statuses, &last).await?;
+            tasks::write_ends(&**client, self.inner.epoch, &ids, &statuses, &last).await?;
         }
         if !batch.progress.is_empty() {
             let (ids, last): (Vec<i64>, Vec<i32>) = batch.progress.iter().unzip();
-            tasks::write_progress(&**client, &ids, &last).await?;
+            tasks::write_progress(&**client, self.inner.epoch, &ids, &last).await?;
         }
         if !batch.command_errors.is_empty() {
             tasks::insert_command_errors(&**client, &batch.command_errors).await?;

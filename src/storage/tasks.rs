@@ -127,18 +127,36 @@ pub async fn running(pool: &Pool) -> Result<Vec<TaskRow>, StorageError> {
         .collect::<Result<_, _>>()?)
 }
 
+/// Holds when `$n` (the writer's leader epoch) is still the current one, or
+/// the writer is not fenced (`NULL`).
+macro_rules! fenced {
+    ($n:literal) => {
+        concat!(
+            "($",
+            $n,
+            "::bigint IS NULL OR $",
+            $n,
+            " = (SELECT epoch FROM leader_state WHERE id))"
+        )
+    };
+}
+
 /// Progress of running countdowns. Never moves `last_sent` backwards.
 pub async fn write_progress(
     client: &impl GenericClient,
+    epoch: Option<i64>,
     ids: &[i64],
     last_sent: &[i32],
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
-             FROM unnest($1::bigint[], $2::int[]) AS p(id, k) \
-             WHERE tasks.id = p.id AND tasks.status = 'running'",
-            &[&ids, &last_sent],
+            concat!(
+                "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
+                 FROM unnest($1::bigint[], $2::int[]) AS p(id, k) \
+                 WHERE tasks.id = p.id AND tasks.status = 'running' AND ",
+                fenced!(3)
+            ),
+            &[&ids, &last_sent, &epoch],
         )
         .await?;
     Ok(())
@@ -147,17 +165,21 @@ pub async fn write_progress(
 /// Final states of countdowns that ended.
 pub async fn write_ends(
     client: &impl GenericClient,
+    epoch: Option<i64>,
     ids: &[i64],
     statuses: &[&str],
     last_sent: &[i32],
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE tasks SET status = e.status, last_sent = GREATEST(tasks.last_sent, e.k), \
-                    finished_at = now(), updated_at = now() \
-             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS e(id, status, k) \
-             WHERE tasks.id = e.id AND tasks.status = 'running'",
-            &[&ids, &statuses, &last_sent],
+            concat!(
+                "UPDATE tasks SET status = e.status, last_sent = GREATEST(tasks.last_sent, e.k), \
+                        finished_at = now(), updated_at = now() \
+                 FROM unnest($1::bigint[], $2::text[], $3::int[]) AS e(id, status, k) \
+                 WHERE tasks.id = e.id AND tasks.status = 'running' AND ",
+                fenced!(4)
+            ),
+            &[&ids, &statuses, &last_sent, &epoch],
         )
         .await?;
     Ok(())
