@@ -1,0 +1,172 @@
+//! Several instances on one database: exactly one leader sends; when it
+//! dies, is stopped or is cut from the database, a standby takes over and
+//! every number still appears exactly once, in order.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// Polls one instance's metric until `pred` holds (another process's state
+/// has no event to await).
+async fn wait_metric(bot: &Bot, sample: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok((200, text)) = bot.get("/metrics").await {
+            let value = text.lines().find_map(|l| {
+                let (name, v) = l.rsplit_once(' ')?;
+                (name == sample).then(|| v.parse::<f64>().ok())?
+            });
+            if let Some(v) = value.filter(|v| pred(*v)) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {sample}:\n{}", bot.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_standby(bot: &Bot) {
+    wait_metric(bot, "countdown_leader", |v| v == 0.0).await;
+    // The standby is up and blocked on the lock, not merely starting.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !bot.logs().contains("standby: another instance is the leader") {
+        assert!(Instant::now() < deadline, "never became a standby:\n{}", bot.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = bot.get("/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("standby"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_hands_over_within_3_s_with_no_gap_and_no_duplicate() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let mut a = Bot::start_ready(&fake, &db, &[]).await;
+    let b = Bot::start(&fake, &db, &[]);
+    wait_standby(&b).await;
+    assert_eq!(a.metric("countdown_leader").await, 1.0);
+    assert_eq!(fake.identify_count(), 1, "only the leader connects");
+    let ch = channel(&fake, 0, 0);
+
+    say(&fake, ch, &mention(&fake, "count to 8")).await;
+    wait_messages(&fake, ch, 3).await;
+    let killed = Instant::now();
+    a.kill9();
+
+    let msgs = wait_messages(&fake, ch, 8).await;
+    assert_eq!(numbers(&msgs), one_to(8), "no gap, no duplicate");
+    let resumed_at = msgs.iter().find(|m| m.at > killed).unwrap().at;
+    let takeover = resumed_at.duration_since(killed);
+    eprintln!("takeover after kill -9: {takeover:?}");
+    assert!(takeover <= Duration::from_secs(3), "takeover took {takeover:?}");
+    assert_eq!(b.metric("countdown_leader").await, 1.0);
+    assert_eq!(b.metric("countdown_resumed_total").await, 1.0);
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_the_leader_hands_over_within_1_s() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let mut a = Bot::start_ready(&fake, &db, &[]).await;
+    let b = Bot::start(&fake, &db, &[]);
+    wait_standby(&b).await;
+    let ch = channel(&fake, 0, 1);
+
+    say(&fake, ch, &mention(&fake, "count to 6")).await;
+    wait_messages(&fake, ch, 2).await;
+    let (status, _) = a.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert!(status.success());
+    let exited = Instant::now();
+    fake.wait_identify_count(2, Duration::from_secs(5)).await.unwrap();
+    let handover = exited.elapsed();
+    eprintln!("hand-over after SIGTERM: {handover:?}");
+    assert!(handover <= Duration::from_secs(1), "hand-over took {handover:?}");
+
+    let msgs = wait_messages(&fake, ch, 6).await;
+    assert_eq!(numbers(&msgs), one_to(6));
+    assert!(!b.logs().contains("did not step down cleanly"), "a clean hand-over waits for nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_from_the_database_steps_down_and_the_standby_takes_over() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let a = Bot::start_ready(&fake, &db, &[]).await;
+    let b = Bot::start(&fake, &db, &[]);
+    wait_standby(&b).await;
+    let ch = channel(&fake, 0, 2);
+
+    say(&fake, ch, &mention(&fake, "count to 8")).await;
+    wait_messages(&fake, ch, 2).await;
+    // The leader's lock connection is idle between pings; the standby's is
+    // blocked in pg_advisory_lock.
+    let terminated: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'countdown-leader' \
+               AND query NOT LIKE '%pg_advisory_lock%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+
+    wait_metric(&a, "countdown_leader", |v| v == 0.0).await;
+    wait_metric(&b, "countdown_leader", |v| v == 1.0).await;
+    let msgs = wait_messages(&fake, ch, 8).await;
+    assert_eq!(numbers(&msgs), one_to(8), "still exactly once");
+    assert!(a.logs().contains("stepping down"));
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)]).await;
+    // The deposed instance campaigns again and waits as a standby.
+    wait_standby(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_and_repeated_kills_always_have_exactly_one_leader() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let mut bots = vec![Bot::start_ready(&fake, &db, &[]).await];
+    for _ in 0..2 {
+        let standby = Bot::start(&fake, &db, &[]);
+        wait_standby(&standby).await;
+        bots.push(standby);
+    }
+    let ch = channel(&fake, 1, 0);
+    say(&fake, ch, &mention(&fake, "count to 14")).await;
+    wait_messages(&fake, ch, 1).await;
+
+    for round in 0..3 {
+        let mut leaders = Vec::new();
+        for (i, bot) in bots.iter().enumerate() {
+            if bot.metric("countdown_leader").await == 1.0 {
+                leaders.push(i);
+            }
+        }
+        assert_eq!(leaders.len(), 1, "round {round}: leaders {leaders:?}");
+        let identified = fake.identify_count();
+        bots[leaders[0]].kill9();
+        bots.remove(leaders[0]);
+        fake.wait_identify_count(identified + 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+        // A replacement joins as a standby.
+        let standby = Bot::start(&fake, &db, &[]);
+        wait_standby(&standby).await;
+        bots.push(standby);
+    }
+    let msgs = wait_messages(&fake, ch, 14).await;
+    assert_eq!(numbers(&msgs), one_to(14));
+    let mut leaders = 0;
+    for bot in &bots {
+        leaders += bot.metric("countdown_leader").await as usize;
+    }
+    assert_eq!(leaders, 1);
+}
