@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pacer::Pacer;
-use super::sink::{MessageSink, Outgoing, SendError};
+use super::sink::{Delivered, MessageSink, Outgoing, SendError};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
 
@@ -72,13 +72,13 @@ impl Delivery {
 
     /// Posts `message`, waiting for the pacer and retrying transient failures.
     /// `cancel` is honoured while waiting, never in the middle of a request.
-    /// Returns when the request that succeeded went out.
+    /// Returns when the request that succeeded went out, and Discord's answer.
     pub async fn deliver(
         &self,
         channel_id: u64,
         message: &Outgoing,
         cancel: &CancellationToken,
-    ) -> Result<Instant, DeliveryError> {
+    ) -> Result<(Instant, Delivered), DeliveryError> {
         let started = Instant::now();
         let mut backoff = self.policy.first_backoff;
         let mut failures = 0u32;
@@ -106,7 +106,7 @@ impl Delivery {
                     if failures > 0 {
                         tracing::info!(failures, "delivered after {failures} failed attempts");
                     }
-                    return Ok(attempt);
+                    return Ok((attempt, delivered));
                 }
                 Err(error) => error,
             };

@@ -18,6 +18,9 @@ use crate::storage::Journal;
 /// A stall longer than this re-anchors the schedule.
 pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 pub const TICK: Duration = Duration::from_secs(1);
+/// An answer older than this is the earlier message of a repeated nonce
+/// (a new one is milliseconds old; clocks agree far better than this).
+const DUPLICATE_AGE: Duration = Duration::from_millis(500);
 
 /// What a countdown needs to run (or resume).
 #[derive(Debug, Clone)]
@@ -90,14 +93,21 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             task_id: spec.task_id,
             k,
         };
-        let sent_at = match delivery
+        let (sent_at, answer) = match delivery
             .deliver(spec.channel_id, &message, &live.cancel)
             .await
         {
-            Ok(sent_at) => sent_at,
+            Ok(sent) => sent,
             Err(DeliveryError::Cancelled) => return cancelled(live),
             Err(DeliveryError::Failed(error)) => return Ended::Failed(error),
         };
+        // A resumed countdown re-sends the number it was not sure of; if
+        // Discord answers with the message it already had (nonce), the
+        // schedule goes on from when that one was really posted.
+        let earlier_post = answer
+            .age
+            .filter(|age| *age > DUPLICATE_AGE)
+            .and_then(|age| Instant::now().checked_sub(age));
         let delivered = Instant::now();
         live.last_sent.store(k, Ordering::SeqCst);
         journal.progress(spec.task_id, k);
@@ -105,7 +115,11 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
         metrics
             .tick_lateness
             .observe(sent_at.saturating_duration_since(due).as_secs_f64());
-        if delivered.saturating_duration_since(due) > REANCHOR_AFTER && k < spec.target {
+        if let Some(posted) = earlier_post {
+            tracing::debug!(k, "number was already posted; continuing from its time");
+            anchor = posted + TICK;
+            anchor_k = k + 1;
+        } else if delivered.saturating_duration_since(due) > REANCHOR_AFTER && k < spec.target {
             tracing::info!(
                 k,
                 late_ms = delivered.saturating_duration_since(due).as_millis() as u64,

@@ -26,13 +26,16 @@ impl Outgoing {
     }
 }
 
-/// What Discord said about the bucket on a successful send.
+/// What Discord said on a successful send.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Delivered {
     /// `X-RateLimit-Remaining`.
     pub remaining: Option<u32>,
     /// `X-RateLimit-Reset-After`.
     pub reset_after: Option<Duration>,
+    /// How long ago Discord created the message it answered with. Near zero
+    /// for a new message; for a repeated nonce, the age of the original.
+    pub age: Option<Duration>,
 }
 
 /// Why one attempt to post failed.

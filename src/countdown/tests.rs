@@ -348,3 +348,80 @@ async fn many_channels_share_a_small_budget_fairly() {
     );
     assert!(max - min <= 1, "unfair: min {min}, max {max}");
 }
+
+/// A sink whose first answer is Discord's copy of a message posted `age` ago.
+struct AlreadyPosted {
+    inner: Recorder,
+    age: Duration,
+    answered: Mutex<bool>,
+}
+
+#[async_trait]
+impl MessageSink for AlreadyPosted {
+    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError> {
+        let mut delivered = self.inner.post(channel_id, message).await?;
+        let mut answered = self.answered.lock().unwrap();
+        if !*answered {
+            *answered = true;
+            delivered.age = Some(self.age);
+        }
+        Ok(delivered)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resent_number_already_posted_keeps_the_original_pace() {
+    let sink = Arc::new(AlreadyPosted {
+        inner: Recorder::default(),
+        age: Duration::from_millis(1500),
+        answered: Mutex::new(false),
+    });
+    let metrics = Metrics::new().unwrap();
+    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
+        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+    ))
+    .unwrap();
+    let delivery = Delivery::new(
+        sink.clone(),
+        Arc::new(Pacer::new(50)),
+        metrics.clone(),
+        RetryPolicy::default(),
+        crate::leader::Fence::open(),
+    );
+    let scheduler = Scheduler::new(
+        LIMITS,
+        delivery,
+        Journal::new(pool, metrics.clone(), None),
+        metrics,
+        CancellationToken::new(),
+    );
+    let t0 = Instant::now();
+    // Resumed at 3 (behind schedule, so due now); Discord already has 3,
+    // posted 1.5 s ago: 4 was due 0.5 s ago and goes at once, 5 at +0.5 s,
+    // on the original schedule, instead of 4 at +1 s and 5 at +2 s.
+    let r = scheduler.reserve_for_resume(10, Some(1)).unwrap();
+    scheduler.start(
+        r,
+        CountdownSpec {
+            task_id: 1,
+            channel_id: 10,
+            guild_id: Some(1),
+            user_id: 1,
+            target: 5,
+            next: 3,
+            first_due: Instant::now(),
+        },
+    );
+    while scheduler.active() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let times: Vec<u128> = sink
+        .inner
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _, _)| (*t - t0).as_millis())
+        .collect();
+    assert_eq!(times, vec![0, 0, 500]);
+}

@@ -77,9 +77,11 @@ impl MessageSink for DiscordSink {
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {
+            let body = response.text().await.unwrap_or_default();
             return Ok(Delivered {
                 remaining: header(&headers, "x-ratelimit-remaining"),
                 reset_after: header::<f64>(&headers, "x-ratelimit-reset-after").and_then(seconds),
+                age: message_age(&body),
             });
         }
         // Bodies of failed answers are small JSON (or Cloudflare's HTML).
@@ -127,6 +129,15 @@ pub fn classify_failure(status: StatusCode, headers: &HeaderMap, body: &str) -> 
         status: status.as_u16(),
         message,
     }
+}
+
+/// Age of the message object in `body`, from its `timestamp`.
+fn message_age(body: &str) -> Option<Duration> {
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    let created = chrono::DateTime::parse_from_rfc3339(json.get("timestamp")?.as_str()?).ok()?;
+    (chrono::Utc::now() - created.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
 }
 
 fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
@@ -211,6 +222,14 @@ mod tests {
                 global: true
             }
         );
+    }
+
+    #[test]
+    fn the_age_of_a_returned_message_comes_from_its_timestamp() {
+        let old = (chrono::Utc::now() - chrono::Duration::seconds(3)).to_rfc3339();
+        let age = message_age(&format!(r#"{{"id":"1","timestamp":"{old}"}}"#)).unwrap();
+        assert!(age >= Duration::from_secs(3) && age < Duration::from_secs(4));
+        assert_eq!(message_age("<html>"), None);
     }
 
     #[test]
