@@ -23,7 +23,11 @@ async fn wait_metric(bot: &Bot, sample: &str, pred: impl Fn(f64) -> bool) -> f64
                 return v;
             }
         }
-        assert!(Instant::now() < deadline, "timed out waiting on {sample}:\n{}", bot.logs());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on {sample}:\n{}",
+            bot.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -32,8 +36,15 @@ async fn wait_standby(bot: &Bot) {
     wait_metric(bot, "countdown_leader", |v| v == 0.0).await;
     // The standby is up and blocked on the lock, not merely starting.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !bot.logs().contains("standby: another instance is the leader") {
-        assert!(Instant::now() < deadline, "never became a standby:\n{}", bot.logs());
+    while !bot
+        .logs()
+        .contains("standby: another instance is the leader")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never became a standby:\n{}",
+            bot.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, body) = bot.get("/readyz").await.unwrap();
@@ -62,10 +73,14 @@ async fn kill_9_of_the_leader_hands_over_within_3_s_with_no_gap_and_no_duplicate
     let resumed_at = msgs.iter().find(|m| m.at > killed).unwrap().at;
     let takeover = resumed_at.duration_since(killed);
     eprintln!("takeover after kill -9: {takeover:?}");
-    assert!(takeover <= Duration::from_secs(3), "takeover took {takeover:?}");
+    assert!(
+        takeover <= Duration::from_secs(3),
+        "takeover took {takeover:?}"
+    );
     assert_eq!(b.metric("countdown_leader").await, 1.0);
     assert_eq!(b.metric("countdown_resumed_total").await, 1.0);
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)]).await;
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +97,22 @@ async fn sigterm_of_the_leader_hands_over_within_1_s() {
     let (status, _) = a.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
     assert!(status.success());
     let exited = Instant::now();
-    fake.wait_identify_count(2, Duration::from_secs(5)).await.unwrap();
+    fake.wait_identify_count(2, Duration::from_secs(5))
+        .await
+        .unwrap();
     let handover = exited.elapsed();
     eprintln!("hand-over after SIGTERM: {handover:?}");
-    assert!(handover <= Duration::from_secs(1), "hand-over took {handover:?}");
+    assert!(
+        handover <= Duration::from_secs(1),
+        "hand-over took {handover:?}"
+    );
 
     let msgs = wait_messages(&fake, ch, 6).await;
     assert_eq!(numbers(&msgs), one_to(6));
-    assert!(!b.logs().contains("did not step down cleanly"), "a clean hand-over waits for nothing");
+    assert!(
+        !b.logs().contains("did not step down cleanly"),
+        "a clean hand-over waits for nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +147,8 @@ async fn a_leader_cut_from_the_database_steps_down_and_the_standby_takes_over() 
     let msgs = wait_messages(&fake, ch, 8).await;
     assert_eq!(numbers(&msgs), one_to(8), "still exactly once");
     assert!(a.logs().contains("stepping down"));
-    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)]).await;
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)])
+        .await;
     // The deposed instance campaigns again and waits as a standby.
     wait_standby(&a).await;
 }
@@ -169,4 +193,60 @@ async fn three_instances_and_repeated_kills_always_have_exactly_one_leader() {
         leaders += bot.metric("countdown_leader").await as usize;
     }
     assert_eq!(leaders, 1);
+}
+
+/// The failover benchmark of BENCHMARKS.md (not a timed test: it prints).
+/// `cargo test --release --test e2e_failover failover_time -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly, see BENCHMARKS.md"]
+async fn failover_time_over_10_kills() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let mut leader = Bot::start_ready(&fake, &db, &[]).await;
+    let mut standby = Bot::start(&fake, &db, &[]);
+    wait_standby(&standby).await;
+    let ch = channel(&fake, 4, 0);
+    say(&fake, ch, &mention(&fake, "count to 300")).await;
+    wait_messages(&fake, ch, 2).await;
+
+    let (mut to_send, mut to_number) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let before = fake.messages(ch).len();
+        let killed = Instant::now();
+        leader.kill9();
+        // First message POST of the new leader (a re-sent number counts).
+        let msgs = wait_messages(&fake, ch, before + 1).await;
+        let first_post = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/messages") && r.at > killed)
+            .map(|r| r.at)
+            .min()
+            .unwrap();
+        to_send.push(first_post.duration_since(killed));
+        to_number.push(msgs[before].at.duration_since(killed));
+        leader = standby;
+        standby = Bot::start(&fake, &db, &[]);
+        wait_standby(&standby).await;
+        wait_messages(&fake, ch, fake.messages(ch).len() + 1).await;
+    }
+    let msgs = fake.messages(ch);
+    assert_eq!(
+        numbers(&msgs),
+        one_to(msgs.len() as u32),
+        "exactly once throughout"
+    );
+    for (name, mut v) in [
+        ("kill -9 -> new leader's first send", to_send),
+        ("kill -9 -> next number in the channel", to_number),
+    ] {
+        v.sort();
+        println!(
+            "failover {name}: median {:?}, max {:?}, min {:?} over {} kills",
+            v[v.len() / 2],
+            v[v.len() - 1],
+            v[0],
+            v.len()
+        );
+    }
 }
