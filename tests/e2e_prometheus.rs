@@ -1,0 +1,792 @@
+//! The ops stack against the real bot: a real Prometheus (Debian's binary,
+//! or `PROMETHEUS_BIN`) runs a test copy of `prometheus/prometheus.yml`
+//! (target: the bot's test port; intervals: 1 s) with the real rule files,
+//! scrapes the real bot while it counts, refuses and stops; then every PromQL
+//! expression of the Grafana dashboard and every alert rule is evaluated
+//! through Prometheus' HTTP API.
+//!
+//! It fails when a dashboard expression returns no series, names a metric the
+//! bot does not export, or reads a counter without rate()/increase(); when an
+//! alert rule does not load, names an unknown metric, or fires on a healthy
+//! bot; and when CountdownBotDown does not go pending once the bot is killed.
+//! A missing `prometheus` binary fails the test (it is installed by `.ci/run`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// What Grafana's `$__rate_interval`, `$__interval` and `$__range` become
+/// here. With a 1 s scrape, a minute covers the whole test.
+const RATE_INTERVAL: &str = "1m";
+const INTERVAL: &str = "15s";
+const RANGE: &str = "5m";
+
+/// Metrics Prometheus makes itself for each target; alert rules may use them.
+const SYNTHETIC: [&str; 1] = ["up"];
+
+/// Samples of an instant query: (labels, value).
+type Samples = Vec<(BTreeMap<String, String>, f64)>;
+
+/// An alerting rule as Prometheus loaded it (`/api/v1/rules`).
+#[derive(Debug)]
+struct AlertRule {
+    name: String,
+    query: String,
+    health: String,
+    state: String,
+    last_error: String,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `PROMETHEUS_BIN`, else `prometheus` on PATH; no binary is a failure.
+fn prometheus_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PROMETHEUS_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "PROMETHEUS_BIN={} is not a file",
+            bin.display()
+        );
+        return bin;
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("prometheus"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no `prometheus` binary on PATH: this test needs a real Prometheus. \
+                 Install Debian's package (`apt-get install prometheus`, as .ci/run does) \
+                 or set PROMETHEUS_BIN=/path/to/prometheus"
+            )
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The repository's prometheus.yml, pointed at the test bot: the DNS
+/// discovery of the service `bot` becomes a static target `bot_addr`, Prometheus' own target its test port, every
+/// interval 1 s, and the rule files are the repository's (absolute path).
+/// Job names, labels and everything else stay as they are.
+fn test_config(bot_addr: &str, own_addr: &str) -> String {
+    let original = std::fs::read_to_string(repo().join("prometheus/prometheus.yml")).unwrap();
+    let rules_dir = repo().join("prometheus/rules");
+    let mut swapped = BTreeMap::<&str, usize>::new();
+    let mut out = String::new();
+    for line in original.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let trimmed = line.trim_start();
+        let key = [
+            "scrape_interval:",
+            "scrape_timeout:",
+            "evaluation_interval:",
+        ]
+        .into_iter()
+        .find(|key| trimmed.starts_with(key));
+        let line = if let Some(key) = key {
+            *swapped.entry(key).or_default() += 1;
+            format!("{indent}{key} 1s")
+        } else if trimmed == "- rules/*.yml" {
+            *swapped.entry("rule_files").or_default() += 1;
+            format!("{indent}- {}/*.yml", rules_dir.display())
+        } else if trimmed == "dns_sd_configs:" {
+            *swapped.entry("dns_sd_configs").or_default() += 1;
+            format!("{indent}static_configs:")
+        } else if trimmed == "- names: [\"bot\"]" {
+            *swapped.entry("bot").or_default() += 1;
+            format!("{indent}- targets: [\"{bot_addr}\"]")
+        } else if ["type: A", "port: 8080", "refresh_interval: 15s"].contains(&trimmed) {
+            continue;
+        } else if line.contains("\"localhost:9090\"") {
+            *swapped.entry("localhost:9090").or_default() += 1;
+            line.replace("\"localhost:9090\"", &format!("\"{own_addr}\""))
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for key in [
+        "scrape_interval:",
+        "evaluation_interval:",
+        "rule_files",
+        "dns_sd_configs",
+        "bot",
+        "localhost:9090",
+    ] {
+        assert!(
+            swapped.contains_key(key),
+            "prometheus/prometheus.yml changed shape: no {key} to swap for the test \
+             (update test_config in tests/e2e_prometheus.rs)"
+        );
+    }
+    assert_eq!(swapped["bot"], 1, "one bot target expected");
+    out
+}
+
+/// A Prometheus server of this test: killed (by its PID) and its data
+/// removed on drop; its log is printed when the test fails.
+struct Prometheus {
+    child: Option<Child>,
+    base: String,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    fn start(bin: &Path, bot_addr: &str) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!(
+            "countdown-prometheus-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, test_config(bot_addr, &addr)).unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Prometheus {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("prometheus exited with {status}:\n{}", self.log());
+            }
+            let ready = self.http.get(format!("{}/-/ready", self.base)).send().await;
+            if matches!(ready, Ok(r) if r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `data` of a successful API answer; any error fails the test.
+    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} {query:?}: {e}"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["status"], "success",
+            "GET {path} {query:?} failed: {body}"
+        );
+        body["data"].clone()
+    }
+
+    /// An instant query: its samples as (labels, value).
+    async fn query(&self, expr: &str) -> Samples {
+        let data = self.api("/api/v1/query", &[("query", expr)]).await;
+        match data["resultType"].as_str() {
+            Some("vector") => data["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let labels = s["metric"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                        .collect();
+                    (labels, parse_value(&s["value"][1]))
+                })
+                .collect(),
+            Some("scalar") => vec![(BTreeMap::new(), parse_value(&data["result"][1]))],
+            other => panic!("{expr}: unexpected result type {other:?}: {data}"),
+        }
+    }
+
+    /// Polls `expr` until its single sample satisfies `check`.
+    async fn wait_value(&self, expr: &str, check: impl Fn(f64) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let samples = self.query(expr).await;
+            if let [(_, v)] = samples.as_slice() {
+                if check(*v) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {expr}: {samples:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The alerting rules Prometheus loaded.
+    async fn alert_rules(&self) -> Vec<AlertRule> {
+        let data = self.api("/api/v1/rules", &[("type", "alert")]).await;
+        let mut rules = Vec::new();
+        for group in data["groups"].as_array().unwrap() {
+            for rule in group["rules"].as_array().unwrap() {
+                let field = |k: &str| rule[k].as_str().unwrap_or_default().to_owned();
+                rules.push(AlertRule {
+                    name: field("name"),
+                    query: field("query"),
+                    health: field("health"),
+                    state: field("state"),
+                    last_error: field("lastError"),
+                });
+            }
+        }
+        rules
+    }
+
+    /// Active (pending or firing) alerts: (name, state).
+    async fn alerts(&self) -> Vec<(String, String)> {
+        let data = self.api("/api/v1/alerts", &[]).await;
+        data["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["labels"]["alertname"].as_str().unwrap().to_owned(),
+                    a["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Child::kill signals this child's PID only.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("----- prometheus log -----\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn parse_value(v: &Value) -> f64 {
+    match v.as_str().unwrap() {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        s => s.parse().unwrap(),
+    }
+}
+
+/// Sample names (`name` of `name{labels} value`) of the Prometheus text format.
+fn exported_names(metrics: &str) -> BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            l.split(|c: char| c == '{' || c.is_whitespace())
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Index just past the string literal starting at `i`.
+fn skip_string(c: &[char], mut i: usize) -> usize {
+    let quote = c[i];
+    i += 1;
+    while i < c.len() && c[i] != quote {
+        i += if c[i] == '\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
+/// Index just past the bracket closing the one at `i`, strings skipped.
+fn skip_balanced(c: &[char], mut i: usize, open: char, close: char) -> usize {
+    let mut depth = 0;
+    while i < c.len() {
+        match c[i] {
+            '"' | '\'' | '`' => {
+                i = skip_string(c, i);
+                continue;
+            }
+            ch if ch == open => depth += 1,
+            ch if ch == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    panic!(
+        "unbalanced {open}{close} in {}",
+        c.iter().collect::<String>()
+    );
+}
+
+/// The metric names of a PromQL expression, each with the function call it
+/// sits in directly (`rate`, `increase`, …; "" for none or plain parentheses).
+/// Strings, label matchers, ranges, numbers, Grafana variables, function and
+/// aggregation names, keywords and grouping label lists are skipped.
+fn metric_names(expr: &str) -> Vec<(String, String)> {
+    const AGGREGATIONS: [&str; 14] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ];
+    const KEYWORDS: [&str; 7] = ["and", "or", "unless", "bool", "offset", "inf", "nan"];
+    const GROUPING: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+
+    let c: Vec<char> = expr.chars().collect();
+    let ident = |ch: char| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':';
+    let mut names = Vec::new();
+    let mut calls: Vec<String> = Vec::new();
+    let mut pending_call: Option<String> = None;
+    let mut i = 0;
+    while i < c.len() {
+        match c[i] {
+            '"' | '\'' | '`' => i = skip_string(&c, i),
+            '{' => i = skip_balanced(&c, i, '{', '}'),
+            '[' => i = skip_balanced(&c, i, '[', ']'),
+            '(' => {
+                calls.push(pending_call.take().unwrap_or_default());
+                i += 1;
+            }
+            ')' => {
+                calls.pop();
+                i += 1;
+            }
+            '$' => {
+                i += 1;
+                while i < c.len() && ident(c[i]) {
+                    i += 1;
+                }
+            }
+            ch if ch.is_ascii_digit() || ch == '.' => {
+                while i < c.len() && (ident(c[i]) || c[i] == '.') {
+                    i += 1;
+                }
+            }
+            ch if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' => {
+                let start = i;
+                while i < c.len() && ident(c[i]) {
+                    i += 1;
+                }
+                let word: String = c[start..i].iter().collect();
+                let mut j = i;
+                while j < c.len() && c[j].is_whitespace() {
+                    j += 1;
+                }
+                let before_paren = c.get(j) == Some(&'(');
+                let lower = word.to_ascii_lowercase();
+                if GROUPING.contains(&lower.as_str()) {
+                    if before_paren {
+                        i = skip_balanced(&c, j, '(', ')');
+                    }
+                } else if before_paren {
+                    pending_call = Some(word);
+                } else if !AGGREGATIONS.contains(&lower.as_str())
+                    && !KEYWORDS.contains(&lower.as_str())
+                {
+                    names.push((word, calls.last().cloned().unwrap_or_default()));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+/// (panel title, refId, expr) of every query of every panel, rows included.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String, String)>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or_default().to_owned();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    let ref_id = target["refId"].as_str().unwrap_or_default().to_owned();
+                    out.push((title.clone(), ref_id, expr.to_owned()));
+                }
+            }
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+fn grafana_to_promql(expr: &str) -> String {
+    expr.replace("$__rate_interval", RATE_INTERVAL)
+        .replace("$__interval", INTERVAL)
+        .replace("$__range", RANGE)
+}
+
+fn is_counter(name: &str) -> bool {
+    ["_total", "_bucket", "_count", "_sum"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+#[test]
+fn the_metric_name_lexer_reads_promql() {
+    let names = |e: &str| metric_names(e);
+    assert_eq!(
+        names(r#"sum by (le) (rate(a_bucket{kind="x",le=~"1|2"}[$__rate_interval])) * 60"#),
+        [("a_bucket".to_owned(), "rate".to_owned())]
+    );
+    assert_eq!(
+        names("histogram_quantile(0.99, sum(increase(b_bucket[5m])) by (le)) > 0.5"),
+        [("b_bucket".to_owned(), "increase".to_owned())]
+    );
+    assert_eq!(
+        names("time() - max(process_start_time_seconds{job=\"countdown\"})"),
+        [("process_start_time_seconds".to_owned(), "max".to_owned())]
+    );
+    assert_eq!(
+        names("x / on (job) group_left y offset 5m and z == bool 1e3"),
+        [
+            ("x".to_owned(), String::new()),
+            ("y".to_owned(), String::new()),
+            ("z".to_owned(), String::new())
+        ]
+    );
+    assert_eq!(names("up == 0"), [("up".to_owned(), String::new())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_real_bot() {
+    let bin = prometheus_bin();
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let mut bot = Bot::start_ready(&fake, &db, &[]).await;
+    let mut prom = Prometheus::start(&bin, &bot.metrics_addr);
+    prom.wait_ready().await;
+    prom.wait_value(r#"up{job="countdown"}"#, |v| v == 1.0)
+        .await;
+
+    // --- what a maintainer's dashboard should show ---------------------------
+    let a = channel(&fake, 0, 0);
+    let b = channel(&fake, 0, 1);
+    let c = channel(&fake, 0, 2);
+    let d = channel(&fake, 1, 0);
+    say(&fake, a, &mention(&fake, "count to 3")).await;
+    wait_messages(&fake, a, 1).await;
+    say(&fake, a, &mention(&fake, "count to 2")).await; // busy_channel
+    say(&fake, b, &mention(&fake, "count to 0")).await; // out_of_range
+    say(&fake, b, &mention(&fake, "count to abc")).await; // not_a_number
+    say(&fake, c, &mention(&fake, "count to 30")).await;
+    wait_messages(&fake, c, 2).await;
+    say(&fake, c, &mention(&fake, "stop")).await; // stopped, cancelled
+    say(&fake, d, &mention(&fake, "stop")).await; // not_counting
+    say(&fake, d, &mention(&fake, "help")).await;
+
+    assert_eq!(numbers(&wait_messages(&fake, a, 4).await), [1, 2, 3]); // 3 numbers, 1 reply
+    wait_messages(&fake, b, 2).await;
+    wait_messages(&fake, d, 2).await;
+    let tasks = db
+        .wait_tasks("one finished and one stopped countdown", |t| {
+            t.len() == 2 && t.iter().all(|r| r.0 != "running")
+        })
+        .await;
+    assert_eq!(tasks[0], ("finished".to_owned(), 3, 3));
+    assert_eq!(tasks[1].0, "stopped");
+    // The numbers posted in c, then "Stopped at k of 30."
+    let stopped_at = usize::try_from(tasks[1].1).unwrap();
+    let in_c = wait_messages(&fake, c, stopped_at + 1).await;
+    assert!(
+        in_c.last().unwrap().content.starts_with("Stopped at"),
+        "{:?}",
+        contents(&in_c)
+    );
+
+    // --- Prometheus has scraped the final values ------------------------------
+    // Every countdown_* sample of the bot equals what Prometheus stores (read
+    // from the bot each round: a last reply may still be on its way).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = bot.metrics().await;
+        let mut samples = 0;
+        let mut behind = Vec::new();
+        for line in metrics.lines().filter(|l| l.starts_with("countdown_")) {
+            let (sample, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap();
+            samples += 1;
+            let got = prom.query(sample).await;
+            if !matches!(got.as_slice(), [(_, v)] if *v == value) {
+                behind.push(format!("{sample} = {value}, Prometheus has {got:?}"));
+            }
+        }
+        assert!(samples > 30, "too few samples:\n{metrics}");
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never caught up with the bot:\n{}",
+            behind.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // --- every dashboard query ---------------------------------------------------
+    let exported = exported_names(&bot.metrics().await);
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("grafana/dashboards/countdown.json")).unwrap(),
+    )
+    .expect("grafana/dashboards/countdown.json is JSON");
+    let queries = dashboard_queries(&dashboard);
+    assert!(
+        queries.len() >= 20,
+        "only {} dashboard queries",
+        queries.len()
+    );
+    let mut problems = Vec::new();
+    let mut results: BTreeMap<(String, String), Samples> = BTreeMap::new();
+    for (title, ref_id, expr) in &queries {
+        let names = metric_names(expr);
+        if names.is_empty() {
+            problems.push(format!("{title}/{ref_id}: no metric in `{expr}`"));
+        }
+        for (name, call) in &names {
+            if !exported.contains(name) {
+                problems.push(format!(
+                    "{title}/{ref_id}: `{name}` is not exported by the bot (`{expr}`)"
+                ));
+            }
+            if is_counter(name) && !["rate", "increase", "irate"].contains(&call.as_str()) {
+                problems.push(format!(
+                    "{title}/{ref_id}: counter `{name}` is read without rate()/increase() (`{expr}`)"
+                ));
+            }
+        }
+        for window in expr.split('[').skip(1) {
+            let window = window.split(']').next().unwrap();
+            if !["$__rate_interval", "$__range"].contains(&window) {
+                problems.push(format!(
+                    "{title}/{ref_id}: range [{window}] is not $__rate_interval or $__range"
+                ));
+            }
+        }
+        let samples = prom.query(&grafana_to_promql(expr)).await;
+        if samples.is_empty() {
+            problems.push(format!("{title}/{ref_id}: no series for `{expr}`"));
+        }
+        results.insert((title.clone(), ref_id.clone()), samples);
+    }
+    assert!(
+        problems.is_empty(),
+        "dashboard problems:\n{}",
+        problems.join("\n")
+    );
+
+    // The panels show what happened.
+    let value = |title: &str, ref_id: &str, label: Option<(&str, &str)>| -> f64 {
+        let samples = results
+            .get(&(title.to_owned(), ref_id.to_owned()))
+            .unwrap_or_else(|| panic!("no panel {title:?} query {ref_id}"));
+        let found: Vec<f64> = samples
+            .iter()
+            .filter(|(labels, _)| {
+                label.is_none_or(|(k, v)| labels.get(k).map(String::as_str) == Some(v))
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found.len(), 1, "{title}/{ref_id} {label:?}: {samples:?}");
+        found[0]
+    };
+    let per_minute = "Commands per minute, by command";
+    for command in ["count", "stop", "help"] {
+        assert!(
+            value(per_minute, "A", Some(("command", command))) > 0.0,
+            "{command}"
+        );
+    }
+    let invalid = "Invalid commands per minute, by reason";
+    assert!(value(invalid, "A", Some(("reason", "out_of_range"))) > 0.0);
+    assert!(value(invalid, "A", Some(("reason", "not_a_number"))) > 0.0);
+    assert_eq!(
+        value(invalid, "A", Some(("reason", "unknown_command"))),
+        0.0
+    );
+    let refused = "Refused commands per minute, by reason";
+    assert!(value(refused, "A", Some(("reason", "busy_channel"))) > 0.0);
+    assert!(value(refused, "A", Some(("reason", "not_counting"))) > 0.0);
+    assert_eq!(value(refused, "A", Some(("reason", "busy_bot"))), 0.0);
+    assert!(value("Cancellations per minute", "A", None) > 0.0);
+    let ended = "Countdowns ended per minute, by status";
+    assert!(value(ended, "A", Some(("status", "finished"))) > 0.0);
+    assert!(value(ended, "A", Some(("status", "stopped"))) > 0.0);
+    assert_eq!(value(ended, "A", Some(("status", "failed"))), 0.0);
+    assert_eq!(value("Resumed countdowns per minute", "A", None), 0.0);
+    assert_eq!(value("Active countdowns", "A", None), 0.0);
+    assert_eq!(value("Gateway ready", "A", None), 1.0);
+    assert_eq!(value("Rate budget", "A", None), 50.0);
+    assert!(value("Commands in range", "A", None) > 0.0);
+    assert_eq!(value("429s in range", "A", None), 0.0);
+    let sent = "Messages sent per second, against the rate budget";
+    assert!(value(sent, "A", None) > 0.0, "numbers");
+    assert!(value(sent, "B", None) > 0.0, "replies");
+    assert_eq!(value(sent, "C", None), 50.0, "budget");
+    for (ref_id, quantile) in [("A", "p50"), ("B", "p99")] {
+        let late = value("Tick lateness p50 / p99", ref_id, None);
+        assert!(
+            late.is_finite() && (0.0..1.0).contains(&late),
+            "{quantile} = {late}"
+        );
+    }
+    let requested = &results[&(
+        "Requested N, over the time range".to_owned(),
+        "A".to_owned(),
+    )];
+    assert!(
+        requested
+            .iter()
+            .any(|(l, v)| l.get("le").map(String::as_str) == Some("+Inf") && *v > 0.0),
+        "{requested:?}"
+    );
+    let send_errors = &results[&("Send errors per second, by kind".to_owned(), "A".to_owned())];
+    assert!(send_errors.len() >= 6 && send_errors.iter().all(|(_, v)| *v == 0.0));
+    assert_eq!(value("429s per minute", "A", None), 0.0);
+    assert_eq!(value("Database errors per minute", "A", None), 0.0);
+    assert!(value("Memory", "A", None) > 1e6);
+    assert!(value("Uptime", "A", None) > 0.0);
+
+    // --- every alert rule ----------------------------------------------------------
+    let mut declared = Vec::new();
+    for entry in std::fs::read_dir(repo().join("prometheus/rules")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        declared.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("- alert:"))
+                .map(|name| name.trim().to_owned()),
+        );
+    }
+    declared.sort();
+    assert!(declared.len() >= 6, "alerts declared: {declared:?}");
+
+    // Evaluated at least once since the final scrape: health "ok".
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rules = loop {
+        let rules = prom.alert_rules().await;
+        if rules.len() == declared.len() && rules.iter().all(|r| r.health == "ok") {
+            break rules;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alert rules not all loaded and healthy: {rules:#?}\n{}",
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut loaded: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    loaded.sort();
+    assert_eq!(
+        loaded, declared,
+        "Prometheus loaded other alerts than the rule files declare"
+    );
+    for rule in &rules {
+        let AlertRule { name, query, .. } = rule;
+        assert!(rule.last_error.is_empty(), "{name}: {}", rule.last_error);
+        let names = metric_names(query);
+        assert!(!names.is_empty(), "{name}: no metric in `{query}`");
+        for (metric, _) in &names {
+            assert!(
+                exported.contains(metric) || SYNTHETIC.contains(&metric.as_str()),
+                "{name}: `{metric}` is not exported by the bot (`{query}`)"
+            );
+        }
+        // Evaluates (an alert's expression is empty while nothing is wrong).
+        prom.query(query).await;
+        assert_eq!(
+            rule.state, "inactive",
+            "{name} is {} on a healthy bot",
+            rule.state
+        );
+    }
+    let active = prom.alerts().await;
+    assert!(active.is_empty(), "alerts on a healthy bot: {active:?}");
+
+    // --- the bot goes away: CountdownBotDown goes pending ---------------------------
+    bot.kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alerts = prom.alerts().await;
+        if alerts.iter().any(|(name, _)| name == "CountdownBotDown") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CountdownBotDown never became active after the bot was killed: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
