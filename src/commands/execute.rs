@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::parse::{self, Command};
 use super::replies;
+use super::throttle::ReplyBudget;
 use crate::countdown::delivery::Delivery;
 use crate::countdown::sink::Outgoing;
 use crate::countdown::{CountdownSpec, Limits, Refusal, Scheduler};
@@ -45,6 +46,8 @@ struct Inner {
     limits: Limits,
     shutdown: CancellationToken,
     bot_id: AtomicU64,
+    /// Bounds refusals and usage answers (see [`super::throttle`]).
+    reply_budget: ReplyBudget,
 }
 
 impl CommandService {
@@ -67,6 +70,7 @@ impl CommandService {
                 limits,
                 shutdown,
                 bot_id: AtomicU64::new(0),
+                reply_budget: ReplyBudget::default(),
             }),
         }
     }
@@ -110,7 +114,8 @@ impl CommandService {
                     Some(stopped) => {
                         m.cancelled.inc();
                         tracing::Span::current().record("task_id", stopped.task_id);
-                        self.reply(msg, replies::stopped(stopped));
+                        // At most one per countdown: never over a budget.
+                        self.send_reply(msg, replies::stopped(stopped));
                     }
                     None => {
                         self.refuse(msg, "not_counting", "nothing is counting here", None);
@@ -186,19 +191,16 @@ impl CommandService {
     }
 
     fn refuse_count(&self, msg: &Incoming, refusal: Refusal) {
+        // The countdown that makes the channel busy, if it runs here.
         let running = self
             .inner
             .scheduler
             .live(msg.channel_id)
-            .map(|live| (live.last_sent(), live.spec.target));
-        let task_id = self
-            .inner
-            .scheduler
-            .live(msg.channel_id)
-            .map(|l| l.spec.task_id)
             .filter(|_| refusal == Refusal::BusyChannel);
+        let task_id = running.as_ref().map(|live| live.spec.task_id);
+        let progress = running.map(|live| (live.last_sent(), live.spec.target));
         self.refuse(msg, refusal.label(), "refused", task_id);
-        self.reply(msg, replies::refused(refusal, self.inner.limits, running));
+        self.reply(msg, replies::refused(refusal, self.inner.limits, progress));
     }
 
     fn refuse(&self, msg: &Incoming, reason: &'static str, error: &str, task_id: Option<i64>) {
@@ -230,8 +232,20 @@ impl CommandService {
         });
     }
 
-    /// Sends a reply in the background (shutdown waits for it).
+    /// Answers a refused, invalid or help command, within the reply budget;
+    /// over it, the answer is dropped and counted (the command was already
+    /// counted and journalled).
     fn reply(&self, msg: &Incoming, text: String) {
+        if self.inner.reply_budget.admit(msg.channel_id) {
+            self.send_reply(msg, text);
+        } else {
+            self.inner.metrics.replies_suppressed.inc();
+            tracing::debug!("over the reply budget: not answering");
+        }
+    }
+
+    /// Sends a reply in the background (shutdown waits for it).
+    fn send_reply(&self, msg: &Incoming, text: String) {
         let inner = self.inner.clone();
         let channel_id = msg.channel_id;
         let outgoing = Outgoing::Reply {
