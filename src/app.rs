@@ -74,13 +74,30 @@ async fn lead_while_elected(
     elector: &Elector,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    // Outlives the terms: rows a term could not write go to the next one.
+    let journal = Journal::new(pool.clone(), metrics.clone(), None);
+    let mut lost_at: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         readiness.set_leader(false);
         let Some(term) = elector.campaign(shutdown).await else {
             return Ok(());
         };
+        if let Some(at) = lost_at.take() {
+            // The lost term is a failure like any other: a row (a database
+            // outage shows up only here when no write failed before it).
+            journal.general_error(
+                "leadership",
+                format!(
+                    "leadership lost at {} (lock connection dropped); leading again",
+                    at.to_rfc3339()
+                ),
+            );
+        }
         readiness.set_leader(true);
-        let ended = run_term(settings, pool, metrics, readiness, &term, shutdown).await;
+        let ended = run_term(
+            settings, pool, metrics, readiness, &term, &journal, shutdown,
+        )
+        .await;
         readiness.set_leader(false);
         match ended {
             Ok(TermEnd::Shutdown) => {
@@ -88,6 +105,7 @@ async fn lead_while_elected(
                 return Ok(());
             }
             Ok(TermEnd::LostLeadership) => {
+                lost_at = Some(chrono::Utc::now());
                 term.step_down(false).await;
                 tracing::warn!("leadership lost: countdowns stopped here; waiting as a standby");
             }
@@ -112,11 +130,12 @@ async fn run_term(
     metrics: &Metrics,
     readiness: &Readiness,
     term: &Term,
+    journal: &Journal,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<TermEnd> {
     // Countdowns and replies stop on shutdown and on losing leadership.
     let stop_sending = CancellationToken::new();
-    let journal = Journal::new(pool.clone(), metrics.clone(), Some(term.epoch));
+    let journal = journal.for_epoch(term.epoch);
     let journal_stop = CancellationToken::new();
     let journal_task = tokio::spawn(journal.clone().run(JOURNAL_INTERVAL, journal_stop.clone()));
 

@@ -194,6 +194,14 @@ impl Elector {
         let predecessor_clean: bool = row.get(1);
 
         let fence = Fence::closed();
+        // Open the fence before the term starts: left to the pinger's first
+        // answer, it was still closed when READY came and the first numbers
+        // went out on a loaded machine; their sends were refused, and those
+        // countdowns ended as "interrupted" while the term went on (seen in
+        // `e2e_counting` during the fault suite's runs).
+        let sent = Instant::now();
+        client.simple_query("SELECT 1").await?;
+        fence.extend_to(sent + LEASE);
         let lost = CancellationToken::new();
         let pinger = tokio::spawn(ping(client.clone(), fence.clone(), lost.clone()));
         if !predecessor_clean {

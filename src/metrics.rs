@@ -35,6 +35,7 @@ pub struct Metrics {
     pub active: IntGauge,
     pub messages_sent: IntCounter,
     pub replies_sent: IntCounter,
+    pub replies_suppressed: IntCounter,
     pub send_errors: IntCounterVec,
     pub tick_lateness: Histogram,
     pub resumed: IntCounter,
@@ -91,6 +92,11 @@ impl Metrics {
             "countdown_replies_sent_total",
             "Replies (usage, refusals, stop confirmations) posted to Discord.",
         )?;
+        let replies_suppressed = IntCounter::new(
+            "countdown_replies_suppressed_total",
+            "Replies not sent because the channel or the bot is over its reply budget \
+             (the command is counted and journalled all the same).",
+        )?;
         let send_errors = IntCounterVec::new(
             Opts::new(
                 "countdown_send_errors_total",
@@ -143,6 +149,7 @@ impl Metrics {
             Box::new(active.clone()),
             Box::new(messages_sent.clone()),
             Box::new(replies_sent.clone()),
+            Box::new(replies_suppressed.clone()),
             Box::new(send_errors.clone()),
             Box::new(tick_lateness.clone()),
             Box::new(resumed.clone()),
@@ -185,6 +192,7 @@ impl Metrics {
             active,
             messages_sent,
             replies_sent,
+            replies_suppressed,
             send_errors,
             tick_lateness,
             resumed,

@@ -80,6 +80,10 @@ impl Resumer {
 
     async fn resume_once(&self) -> Result<(), StorageError> {
         let inner = &self.inner;
+        // Ends not written yet first (a stop during an outage, or carried
+        // over from the previous leader term): a countdown a user stopped
+        // must not read as `running` and come back.
+        inner.journal.flush().await?;
         for row in tasks::expire_idle(&inner.pool, inner.max_age).await? {
             tracing::warn!(
                 task_id = row.id,

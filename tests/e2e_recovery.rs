@@ -128,6 +128,14 @@ async fn a_timed_out_send_that_did_arrive_is_not_doubled() {
 
     say(&fake, ch, &mention(&fake, "count to 4")).await;
     wait_messages(&fake, ch, 1).await;
+    // Number 1's answer must be out before the latency is set, or it is the
+    // one delayed, and all of its retries with it (a race the fault suite's
+    // runs hit under load).
+    let post = format!("/api/v10/channels/{ch}/messages");
+    wait_until("number 1 answered", Duration::from_secs(10), || {
+        fake.requests().iter().any(|r| r.path == post)
+    })
+    .await;
     // Discord creates the message but answers too late: the bot times out
     // and retries the same nonce, which Discord answers with the message it has.
     fake.set_latency(Duration::from_millis(1500));

@@ -58,11 +58,17 @@ pub(crate) struct GatewayState {
     ready: bool,
     session: Option<Session>,
     resume_refused: bool,
+    /// When the last READY was dispatched (IDENTIFY answered).
+    ready_sent_at: Option<std::time::Instant>,
 }
 
 impl GatewayState {
     pub(crate) fn is_ready(&self) -> bool {
         self.ready && self.current.is_some()
+    }
+
+    pub(crate) fn ready_sent_at(&self) -> Option<std::time::Instant> {
+        self.ready_sent_at
     }
 
     pub(crate) fn set_resume_allowed(&mut self, allowed: bool) {
@@ -95,7 +101,9 @@ impl GatewayState {
             return false;
         };
         s.seq += 1;
-        let frame = json!({ "t": t, "s": s.seq, "op": 0, "d": d }).to_string();
+        // The same JSON as `json!({"t", "s", "op", "d"})`, without building
+        // a map around `d` first.
+        let frame = format!(r#"{{"d":{d},"op":0,"s":{},"t":{}}}"#, s.seq, Value::from(t));
         s.log.push_back((s.seq, frame.clone()));
         if s.log.len() > LOG_CAP {
             s.log.pop_front();
@@ -272,6 +280,7 @@ fn identify(shared: &Shared, conn: &mut Conn, d: &Value) {
         shard: d.get("shard").filter(|s| s.is_array()).cloned(),
     });
     w.gw.dispatch("READY", ready);
+    w.gw.ready_sent_at = Some(std::time::Instant::now());
     for g in &shared.guilds {
         let guild = payloads::guild_create(&payloads::GuildView {
             id: g.id,

@@ -220,6 +220,12 @@ impl FakeDiscord {
         )
     }
 
+    /// When the last READY was dispatched, i.e. the last IDENTIFY was
+    /// answered (the GUILD_CREATEs follow it). `None` before the first.
+    pub fn last_ready_sent_at(&self) -> Option<Instant> {
+        self.shared().world().gw.ready_sent_at()
+    }
+
     pub fn identify_count(&self) -> usize {
         self.shared().world().stats.identify as usize
     }

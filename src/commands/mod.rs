@@ -4,6 +4,7 @@
 pub mod execute;
 pub mod parse;
 pub mod replies;
+pub mod throttle;
 
 pub use execute::{CommandService, Incoming};
 pub use parse::{parse, Command, InvalidReason};

@@ -4,10 +4,20 @@
 //! Each failed attempt is counted in `countdown_send_errors_total{kind}`, but
 //! a run of failures is logged once when it starts and once when it ends,
 //! not once per retry.
+//!
+//! At most [`MAX_IN_FLIGHT`] requests of a `Delivery` are under way at once
+//! (waiting for their pacer slot or for the answer). The HTTP client opens a
+//! connection for every request that finds no idle one, so without this
+//! bound a burst (10,000 countdowns resumed at once, or every countdown of a
+//! busy second while answers are slow) opened thousands of connections at
+//! once: the server's accept queue overflowed, dropped SYNs came back after
+//! the kernel's 1 s, 2 s, 4 s retransmission timeouts, and numbers arrived
+//! seconds late (found by `bench`, scenarios 4 and 5).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +54,12 @@ pub enum DeliveryError {
     Failed(SendError),
 }
 
+/// Requests of one [`Delivery`] under way at once, and so at most as many
+/// connections to Discord. Plenty: at Discord's 50 requests per second it
+/// keeps up with answers taking up to 5 s, and 5,000 numbers a second need
+/// about 10 against a local server.
+pub const MAX_IN_FLIGHT: usize = 256;
+
 #[derive(Clone)]
 pub struct Delivery {
     sink: Arc<dyn MessageSink>,
@@ -51,6 +67,7 @@ pub struct Delivery {
     metrics: Metrics,
     policy: RetryPolicy,
     fence: Arc<Fence>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Delivery {
@@ -67,6 +84,7 @@ impl Delivery {
             metrics,
             policy,
             fence,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -83,14 +101,28 @@ impl Delivery {
         let mut backoff = self.policy.first_backoff;
         let mut failures = 0u32;
         loop {
-            tokio::select! {
+            // A place among the requests under way comes before the pacer
+            // slot (both are fair, first-come queues), so a request never
+            // goes out later than its slot for want of one.
+            let in_flight = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                _ = self.pacer.acquire(channel_id) => {}
-            }
-            if !self.fence.is_open() {
-                // Not (or no longer) the leader: another instance may be sending.
-                return Err(DeliveryError::Cancelled);
+                permit = self.in_flight.acquire() => permit.expect("the semaphore is never closed"),
+            };
+            let slot = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                slot = self.pacer.acquire(channel_id) => slot,
+            };
+            // Never send while the fence is closed: another instance may be
+            // the leader. A late ping only closes it for a moment, so wait;
+            // a lost leadership cancels `cancel` and ends the wait.
+            while !self.fence.is_open() {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
             }
             let attempt = Instant::now();
             let error = match self.sink.post(channel_id, message).await {
@@ -110,6 +142,7 @@ impl Delivery {
                 }
                 Err(error) => error,
             };
+            drop(in_flight);
             self.metrics
                 .send_errors
                 .with_label_values(&[error.kind()])
@@ -134,6 +167,10 @@ impl Delivery {
                     global,
                 } => {
                     let until = Instant::now() + *retry_after;
+                    // Discord did not count a request it refused with a 429:
+                    // the slot goes back, so a 429 at a bucket's edge costs
+                    // its few milliseconds, not a second of the bucket.
+                    self.pacer.give_back(channel_id, slot);
                     if *global {
                         self.pacer.block_global(until);
                     } else {

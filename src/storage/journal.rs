@@ -34,6 +34,17 @@ struct Inner {
     /// The leader epoch progress is written under (see `leader`).
     epoch: Option<i64>,
     metrics: Metrics,
+    store: Arc<Store>,
+}
+
+/// What is not written yet, and what is known of an ongoing outage. It
+/// outlives a leader term ([`Journal::for_epoch`]): a database outage ends
+/// the term (the leader loses its lock connection), and the term's last
+/// flush fails by definition. With the store dropped along with the term,
+/// a `stop` sent just before the outage came back as a resumed countdown,
+/// and the command rows and the outage's own `general_errors` row were lost
+/// (found by `tests/faults_database.rs`).
+struct Store {
     pending: Mutex<Pending>,
     /// One flush at a time; it also holds what we know of an ongoing outage.
     flushing: tokio::sync::Mutex<Outage>,
@@ -106,15 +117,34 @@ impl Journal {
                 pool,
                 epoch,
                 metrics,
-                pending: Mutex::new(Pending::default()),
-                flushing: tokio::sync::Mutex::new(Outage::default()),
-                wake: Notify::new(),
+                store: Arc::new(Store {
+                    pending: Mutex::new(Pending::default()),
+                    flushing: tokio::sync::Mutex::new(Outage::default()),
+                    wake: Notify::new(),
+                }),
+            }),
+        }
+    }
+
+    /// This journal for a new leader term: the same rows waiting to be
+    /// written (a previous term's included), written under `epoch`.
+    pub fn for_epoch(&self, epoch: i64) -> Journal {
+        Journal {
+            inner: Arc::new(Inner {
+                pool: self.inner.pool.clone(),
+                epoch: Some(epoch),
+                metrics: self.inner.metrics.clone(),
+                store: self.inner.store.clone(),
             }),
         }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.inner.pending.lock().expect("journal state poisoned")
+        self.inner
+            .store
+            .pending
+            .lock()
+            .expect("journal state poisoned")
     }
 
     /// Number `k` of countdown `task_id` was delivered.
@@ -130,7 +160,7 @@ impl Journal {
         pending.progress.remove(&task_id);
         pending.ends.insert(task_id, (status, i32::from(last_sent)));
         drop(pending);
-        self.inner.wake.notify_one();
+        self.inner.store.wake.notify_one();
     }
 
     pub fn command_error(&self, row: CommandError) {
@@ -151,7 +181,7 @@ impl Journal {
 
     /// Writes everything pending now. On failure it stays pending.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        let mut outage = self.inner.flushing.lock().await;
+        let mut outage = self.inner.store.flushing.lock().await;
         let batch = std::mem::take(&mut *self.pending());
         if batch.is_empty() {
             return Ok(());
@@ -202,11 +232,42 @@ impl Journal {
             tasks::write_progress(&**client, self.inner.epoch, &ids, &last).await?;
         }
         if !batch.command_errors.is_empty() {
-            tasks::insert_command_errors(&**client, &batch.command_errors).await?;
+            let written = tasks::insert_command_errors(&**client, &batch.command_errors).await;
+            self.unless_refused(written, "command_errors", batch.command_errors.len())?;
         }
         if !batch.general_errors.is_empty() {
-            tasks::insert_general_errors(&**client, &batch.general_errors).await?;
+            let written = tasks::insert_general_errors(&**client, &batch.general_errors).await;
+            self.unless_refused(written, "general_errors", batch.general_errors.len())?;
         }
+        Ok(())
+    }
+
+    /// Error rows the database refuses for their content (a data exception
+    /// or a broken constraint, e.g. a `task_id` whose task an operator
+    /// deleted) would be refused again at every retry, and kept the journal
+    /// in an "outage" forever (found by `tests/faults_input.rs` with a NUL
+    /// byte, which `tasks` now strips). They are dropped with one error line;
+    /// they are in the log already. Anything else is an outage: retried.
+    fn unless_refused(
+        &self,
+        written: Result<(), tokio_postgres::Error>,
+        table: &'static str,
+        rows: usize,
+    ) -> Result<(), StorageError> {
+        let Err(error) = written else {
+            return Ok(());
+        };
+        let refused = error
+            .code()
+            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
+        if !refused {
+            return Err(error.into());
+        }
+        self.inner.metrics.db_errors.inc();
+        let reason = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |e| e.message().to_owned());
+        tracing::error!(table, rows, %reason, "the database refused these rows; dropping them");
         Ok(())
     }
 
@@ -219,7 +280,7 @@ impl Journal {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
-                _ = self.inner.wake.notified() => {}
+                _ = self.inner.store.wake.notified() => {}
             }
             let _ = self.flush().await;
         }
@@ -231,4 +292,36 @@ impl Journal {
 
 fn round_to_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_term_writes_what_the_last_one_could_not() {
+        // Never connected: every flush fails, as in an outage.
+        let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
+            "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+        ))
+        .unwrap();
+        let journal = Journal::new(pool, Metrics::new().unwrap(), None);
+        let term = journal.for_epoch(1);
+        term.progress(6, 4);
+        term.end(7, TaskStatus::Stopped, 3);
+        term.general_error("test", "something");
+        assert!(term.flush().await.is_err());
+        drop(term);
+
+        let next = journal.for_epoch(2);
+        assert_eq!(next.inner.epoch, Some(2));
+        {
+            let pending = next.pending();
+            assert_eq!(pending.progress.get(&6), Some(&4));
+            assert_eq!(pending.ends.get(&7), Some(&(TaskStatus::Stopped, 3)));
+            assert_eq!(pending.general_errors.len(), 1);
+        }
+        // And the outage it saw is still known, for its row once written.
+        assert!(next.inner.store.flushing.lock().await.since.is_some());
+    }
 }

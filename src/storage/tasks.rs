@@ -201,6 +201,13 @@ pub struct CommandError {
 /// Longest command text kept in `command_errors.content`, in characters.
 pub const CONTENT_LIMIT: usize = 200;
 
+/// Text PostgreSQL accepts: `text` cannot hold a NUL character, and a user
+/// can put one in a message (`count to 5\u{0}`). Without this the journal's
+/// batch of error rows was refused at every retry (`tests/faults_input.rs`).
+pub fn pg_text(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
 pub async fn insert_command_errors(
     client: &impl GenericClient,
     rows: &[CommandError],
@@ -214,10 +221,10 @@ pub async fn insert_command_errors(
         .map(|r| {
             r.content
                 .as_ref()
-                .map(|c| c.chars().take(CONTENT_LIMIT).collect())
+                .map(|c| pg_text(c).chars().take(CONTENT_LIMIT).collect())
         })
         .collect();
-    let errors: Vec<&str> = rows.iter().map(|r| r.error.as_str()).collect();
+    let errors: Vec<String> = rows.iter().map(|r| pg_text(&r.error)).collect();
     let task_ids: Vec<Option<i64>> = rows.iter().map(|r| r.task_id).collect();
     let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
     client
@@ -247,7 +254,7 @@ pub async fn insert_general_errors(
     rows: &[GeneralError],
 ) -> Result<(), tokio_postgres::Error> {
     let contexts: Vec<&str> = rows.iter().map(|r| r.context).collect();
-    let errors: Vec<&str> = rows.iter().map(|r| r.error.as_str()).collect();
+    let errors: Vec<String> = rows.iter().map(|r| pg_text(&r.error)).collect();
     let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
     client
         .execute(

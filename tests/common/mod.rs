@@ -381,3 +381,268 @@ pub fn numbers(messages: &[PostedMessage]) -> Vec<u32> {
 pub fn one_to(n: u32) -> Vec<u32> {
     (1..=n).collect()
 }
+
+// ------------------------------------------------------------------------
+// Fault-suite helpers (tests/faults_*.rs).
+
+/// How many lines of the bot's log contain `needle`.
+pub fn count_lines(logs: &str, needle: &str) -> usize {
+    logs.lines().filter(|l| l.contains(needle)).count()
+}
+
+impl Bot {
+    /// Starts the bot with an extra environment and waits for `/healthz`
+    /// only (not for READY): for killing it during start-up.
+    pub async fn start_unready(fake: &FakeDiscord, db: &TestDb, env: &[(&str, &str)]) -> Bot {
+        let bot = Bot::start(fake, db, env);
+        let _ = bot.get("/healthz").await;
+        bot
+    }
+
+    /// Lines of the log containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        count_lines(&self.logs(), needle)
+    }
+
+    /// Polls `sample` until `pred` holds (10 s), returns the value.
+    pub async fn wait_metric(&self, sample: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.metric(sample).await;
+            if pred(v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {sample} (now {v}):\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every message the bot ever created pinged nobody: `allowed_mentions`
+/// present with `parse: []`, no user or role allowed, no reply ping.
+pub fn assert_no_pings(fake: &FakeDiscord) {
+    let all = fake.all_messages();
+    for m in &all {
+        let allowed = m
+            .allowed_mentions
+            .as_ref()
+            .unwrap_or_else(|| panic!("message {:?} has no allowed_mentions", m.content));
+        assert_eq!(
+            allowed["parse"],
+            serde_json::json!([]),
+            "message {:?}: {allowed}",
+            m.content
+        );
+        for list in ["users", "roles"] {
+            let empty = allowed
+                .get(list)
+                .is_none_or(|v| v.as_array().is_some_and(|a| a.is_empty()));
+            assert!(empty, "message {:?} allows {list}: {allowed}", m.content);
+        }
+        assert_ne!(
+            allowed.get("replied_user"),
+            Some(&serde_json::json!(true)),
+            "message {:?} pings the replied user",
+            m.content
+        );
+    }
+}
+
+/// The largest number of `times` (milliseconds) inside any window of `window_ms`.
+pub fn max_in_window(times: &[u64], window_ms: u64) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    (0..sorted.len())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|t| **t < sorted[i] + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Gaps in milliseconds between consecutive messages.
+pub fn gaps_ms(messages: &[PostedMessage]) -> Vec<u64> {
+    messages
+        .windows(2)
+        .map(|p| p[1].at.duration_since(p[0].at).as_millis() as u64)
+        .collect()
+}
+
+/// A PostgreSQL cluster of the test's own (`initdb` + `pg_ctl` from the
+/// machine's PostgreSQL server package), on a free port in a temp dir, so a
+/// test can stop and start its database. As root it runs as `postgres`
+/// (initdb refuses root) through `runuser`.
+pub struct PrivatePg {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl PrivatePg {
+    /// The directory holding `initdb` and `pg_ctl`: `PG_BIN`, else the
+    /// newest `/usr/lib/postgresql/*/bin`.
+    pub fn bin_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("PG_BIN") {
+            return Some(PathBuf::from(dir));
+        }
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, what: &str, mut cmd: Command) {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// initdb and start. Panics with a clear message when the server
+    /// package is missing (`.ci/run` installs it).
+    pub fn start() -> PrivatePg {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = Self::bin_dir()
+            .expect("initdb not found: install Debian's postgresql package (see .ci/run)");
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!(
+            "countdown-pg-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let pg = PrivatePg {
+            port: free_port(),
+            dir,
+            bin,
+            as_postgres: uid == "0",
+        };
+        let mut initdb = pg.command("initdb");
+        initdb.arg("-D").arg(pg.dir.join("data")).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        pg.run("initdb", initdb);
+        pg.start_again();
+        pg
+    }
+
+    /// (Re)starts the server and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let mut ctl = self.command("pg_ctl");
+        ctl.arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.display()
+            ))
+            .args(["-w", "-t", "30", "start"]);
+        self.run("pg_ctl start", ctl);
+    }
+
+    /// Stops the server (`fast`: open connections are cut, like a crash of
+    /// the database host from the bot's point of view).
+    pub fn stop(&self) {
+        let mut ctl = self.command("pg_ctl");
+        ctl.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "-t", "30", "stop"]);
+        self.run("pg_ctl stop", ctl);
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A fresh database on this cluster. Its name is unique, so `TestDb`'s
+    /// drop (which targets the shared cluster) finds nothing to drop there.
+    pub async fn create_db(&self) -> TestDb {
+        let name = format!(
+            "countdown_private_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        TestDb {
+            url: self.url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let mut ctl = self.command("pg_ctl");
+        let _ = ctl
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,846 @@
+//! The six scenarios of issue 8. Each starts its own fake Discord, database
+//! and bot, measures, and adds rows to the report.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use fake_discord::{Author, FakeConfig, FakeDiscord, GuildSpec, PostedMessage};
+
+use crate::harness::{
+    cpu_of, listen_overflows, machine_busy_seconds, ms_between, percentile, self_cpu_seconds,
+    sorted, BenchDb, Bot, Clock, HistogramDelta, Metrics, PgProxy, RunningRow, USER,
+};
+use crate::report::Report;
+
+const LATENESS: &str = "countdown_tick_lateness_seconds";
+
+pub struct Ctx {
+    pub bin: PathBuf,
+    pub quick: bool,
+    pub report: Report,
+}
+
+impl Ctx {
+    fn row(&mut self, scenario: &str, figure: &str, value: String, goal: &str, met: Option<bool>) {
+        let met = if self.quick { None } else { met };
+        self.report.push(scenario, figure, value, goal, met);
+    }
+
+    fn info(&mut self, scenario: &str, figure: &str, value: String) {
+        self.report.push(scenario, figure, value, "", None);
+    }
+}
+
+/// `guilds` guilds of `per_guild` channels, ids as in the fake's default
+/// world: guild `g*1000`, channels `g*1000+1 ..`.
+fn world(guilds: u64, per_guild: u64) -> FakeConfig {
+    assert!(per_guild < 1000);
+    FakeConfig {
+        guilds: (1..=guilds)
+            .map(|g| GuildSpec {
+                id: g * 1000,
+                channels: (1..=per_guild).map(|c| g * 1000 + c).collect(),
+            })
+            .collect(),
+        ..FakeConfig::default()
+    }
+}
+
+/// The first `n` channels of a world, round-robin over its guilds, with
+/// their guild.
+fn channels(fake: &FakeDiscord, n: usize) -> Vec<(u64, u64)> {
+    let guilds = fake.guilds();
+    let per = guilds.iter().map(|g| g.channels.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    for c in 0..per {
+        for g in &guilds {
+            if out.len() == n {
+                return out;
+            }
+            if let Some(ch) = g.channels.get(c) {
+                out.push((*ch, g.id));
+            }
+        }
+    }
+    assert!(out.len() == n, "the world has fewer than {n} channels");
+    out
+}
+
+/// A size set in the environment, for experiments (the goals are for the
+/// default sizes).
+fn size_override(var: &str) -> Option<u64> {
+    std::env::var(var).ok()?.parse().ok()
+}
+
+fn mention(fake: &FakeDiscord, text: &str) -> String {
+    format!("<@{}> {text}", fake.bot_user_id())
+}
+
+/// `task_id:k` of a number's nonce.
+fn nonce_of(m: &PostedMessage) -> Option<(i64, u32)> {
+    let (id, k) = m.nonce.as_deref()?.split_once(':')?;
+    Some((id.parse().ok()?, k.parse().ok()?))
+}
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+fn bound(v: Option<f64>) -> String {
+    match v {
+        None => "no samples".into(),
+        Some(s) if s.is_infinite() => "> 10 s".into(),
+        Some(s) => format!("≤ {} ms", s * 1000.0),
+    }
+}
+
+fn pct(cpu_seconds: f64, wall: Duration) -> String {
+    format!(
+        "{:.0} % of a core",
+        100.0 * cpu_seconds / wall.as_secs_f64()
+    )
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+}
+
+/// Lateness quantiles from the bot's own histogram between two scrapes.
+fn bot_lateness(ctx: &mut Ctx, scenario: &str, before: &Metrics, after: &Metrics, goal_p99: f64) {
+    let h = HistogramDelta::between(before, after, LATENESS);
+    ctx.info(
+        scenario,
+        "bot histogram: numbers observed",
+        format!("{}", h.count()),
+    );
+    ctx.info(
+        scenario,
+        "bot histogram: p50 lateness (bucket bound)",
+        bound(h.quantile_bound(0.50)),
+    );
+    let p99 = h.quantile_bound(0.99);
+    ctx.row(
+        scenario,
+        "bot histogram: p99 lateness (bucket bound)",
+        bound(p99),
+        &format!("≤ {goal_p99} ms"),
+        p99.map(|v| v * 1000.0 <= goal_p99),
+    );
+}
+
+// ------------------------------------------------------------------ 1 drift
+
+pub async fn drift(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "1 drift";
+    let n: usize = if ctx.quick { 5 } else { 60 };
+    let fake = FakeDiscord::start(FakeConfig::default()).await?;
+    let db = BenchDb::create("drift").await?;
+    let bot = Bot::start(&ctx.bin, &fake, &db.url, &[])?;
+    bot.wait_ready(&fake, 1).await?;
+    fake.set_latency(Duration::from_millis(150));
+    let before = bot.metrics().await?;
+    let channel = fake.guilds()[0].channels[0];
+    let injected = Instant::now();
+    fake.inject_message(
+        channel,
+        Author::user(USER),
+        &mention(&fake, &format!("count to {n}")),
+    )
+    .await?;
+    let messages = fake
+        .wait_for_messages(channel, n, Duration::from_secs(n as u64 + 30))
+        .await?;
+    let after = bot.metrics().await?;
+    let contents: Vec<String> = messages.iter().map(|m| m.content.clone()).collect();
+    let expected: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
+    if contents != expected {
+        bail!("the channel shows {contents:?}, not 1..={n}");
+    }
+    let at: Vec<Instant> = messages.iter().map(|m| m.at).collect();
+    // Number k is due at t0 + (k-1) s; t0 is when the bot accepted the
+    // command and sent number 1 at once, so number 1's arrival stands for it.
+    let drift: Vec<f64> = (0..n)
+        .map(|i| ms_between(at[i], at[0] + Duration::from_secs(i as u64)))
+        .collect();
+    let last = drift[n - 1];
+    ctx.info(S, "REST latency injected by the fake", "150 ms".into());
+    ctx.row(
+        S,
+        &format!("#{n} arrival − due (due = #1 + {} s)", n - 1),
+        ms(last),
+        "within ±20 ms",
+        Some(last.abs() <= 20.0),
+    );
+    let max_abs = drift.iter().fold(0.0f64, |a, d| a.max(d.abs()));
+    ctx.info(S, "max |arrival − due| over the run", ms(max_abs));
+    // Growth: least-squares slope of the drift over the run.
+    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mx = xs.iter().sum::<f64>() / n as f64;
+    let my = drift.iter().sum::<f64>() / n as f64;
+    let sxy: f64 = xs
+        .iter()
+        .zip(&drift)
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let growth = slope * (n as f64 - 1.0);
+    ctx.row(
+        S,
+        "drift growth over the run (least-squares slope × run)",
+        format!("{growth:+.2} ms ({:+.3} ms per number)", slope),
+        "no growth (|Δ| ≤ 5 ms)",
+        Some(growth.abs() <= 5.0),
+    );
+    let span = (at[n - 1] - at[0]).as_secs_f64();
+    ctx.info(
+        S,
+        "schedule ratio: (#N − #1) / (N − 1) s",
+        format!("{:.6}", span / (n as f64 - 1.0)),
+    );
+    ctx.info(
+        S,
+        "command injected → #1 arrives",
+        ms(ms_between(at[0], injected)),
+    );
+    let h = HistogramDelta::between(&before, &after, LATENESS);
+    ctx.info(
+        S,
+        "bot histogram: p50 / p99 lateness (bucket bounds)",
+        format!(
+            "{} / {}",
+            bound(h.quantile_bound(0.5)),
+            bound(h.quantile_bound(0.99))
+        ),
+    );
+    drop(bot);
+    db.drop_db().await;
+    Ok(())
+}
+
+// --------------------------------------------------------------- 2 lateness
+
+pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "2 normal load";
+    let (count, n) = if ctx.quick { (10, 5) } else { (40, 30) };
+    let fake = FakeDiscord::start(FakeConfig::default()).await?;
+    let db = BenchDb::create("lateness").await?;
+    // The defaults: MAX_ACTIVE 40, MAX_ACTIVE_PER_GUILD 5, GLOBAL_RATE 50.
+    let bot = Bot::start(&ctx.bin, &fake, &db.url, &[])?;
+    bot.wait_ready(&fake, 1).await?;
+    let before = bot.metrics().await?;
+    let cpu0 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
+    let chans = channels(&fake, count);
+    let text = mention(&fake, &format!("count to {n}"));
+    let mut injected = Vec::with_capacity(count);
+    for (ch, _) in &chans {
+        injected.push(Instant::now());
+        fake.inject_message(*ch, Author::user(USER), &text).await?;
+    }
+    let mut lateness = Vec::new();
+    let mut first = Vec::new();
+    let mut intervals = Vec::new();
+    for (i, (ch, _)) in chans.iter().enumerate() {
+        let messages = fake
+            .wait_for_messages(*ch, n, Duration::from_secs(n as u64 + 30))
+            .await?;
+        let numbers: Vec<&PostedMessage> = messages
+            .iter()
+            .filter(|m| m.message_reference.is_none())
+            .collect();
+        let contents: Vec<&str> = numbers.iter().map(|m| m.content.as_str()).collect();
+        let expected: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
+        if contents != expected {
+            bail!("channel {ch} shows {contents:?}, not 1..={n}");
+        }
+        let t1 = numbers[0].at;
+        first.push(ms_between(t1, injected[i]));
+        for (k, m) in numbers.iter().enumerate().skip(1) {
+            lateness.push(ms_between(m.at, t1 + Duration::from_secs(k as u64)));
+        }
+        intervals.push((numbers[n - 1].at - t1).as_secs_f64() / (n as f64 - 1.0));
+    }
+    let cpu1 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
+    let after = bot.metrics().await?;
+    let l = sorted(lateness);
+    ctx.info(
+        S,
+        "countdowns × numbers",
+        format!("{count} × {n} (commands injected back to back)"),
+    );
+    ctx.info(
+        S,
+        "fake: p50 arrival − due (due = #1 + (k−1) s)",
+        ms(percentile(&l, 50.0)),
+    );
+    let p99 = percentile(&l, 99.0);
+    ctx.row(
+        S,
+        "fake: p99 arrival − due",
+        ms(p99),
+        "≤ 10 ms",
+        Some(p99 <= 10.0),
+    );
+    ctx.info(
+        S,
+        "fake: max arrival − due",
+        ms(*l.last().unwrap_or(&f64::NAN)),
+    );
+    ctx.info(
+        S,
+        "fake: min arrival − due (early)",
+        ms(*l.first().unwrap_or(&f64::NAN)),
+    );
+    bot_lateness(ctx, S, &before, &after, 10.0);
+    let f = sorted(first);
+    ctx.info(
+        S,
+        "command injected → #1 arrives: p50 / max",
+        format!(
+            "{} / {}",
+            ms(percentile(&f, 50.0)),
+            ms(*f.last().unwrap_or(&0.0))
+        ),
+    );
+    let iv = sorted(intervals);
+    ctx.info(
+        S,
+        "schedule ratio per channel: (#N − #1) / (N − 1) s, min–max",
+        format!("{:.5}–{:.5}", iv[0], iv[iv.len() - 1]),
+    );
+    let stats = fake.stats();
+    ctx.info(S, "429s served by the fake", stats.rate_limited.to_string());
+    let wall = cpu1.2 - cpu0.2;
+    ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
+    ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
+    drop(bot);
+    db.drop_db().await;
+    Ok(())
+}
+
+// -------------------------------------------------------------- 3 over budget
+
+pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "3 over budget";
+    let (count, secs) = if ctx.quick { (100u64, 5u64) } else { (200, 40) };
+    let fake = FakeDiscord::start(world(count / 20, 20).with_discord_limits()).await?;
+    let db = BenchDb::create("budget").await?;
+    db.apply_schema().await?;
+    let clock = Clock::now();
+    let now = clock.wall_now();
+    // Countdowns cut off by a 10-minute outage: all overdue at start.
+    let rows: Vec<RunningRow> = channels(&fake, count as usize)
+        .into_iter()
+        .map(|(channel_id, guild_id)| RunningRow {
+            channel_id,
+            guild_id,
+            target: 9999,
+            last_sent: 17,
+            created_at: now - 600.0,
+            updated_at: now - 60.0,
+        })
+        .collect();
+    db.insert_running(&rows).await?;
+    // The defaults: GLOBAL_RATE 50, Discord's 5 per 5 s per channel.
+    let bot = Bot::start(&ctx.bin, &fake, &db.url, &[])?;
+    bot.wait_ready(&fake, 1).await?;
+    let before = bot.metrics().await?;
+    let cpu0 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
+    fake.wait_for_messages(rows[0].channel_id, 1, Duration::from_secs(30))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(secs + 2)).await;
+    let cpu1 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
+    let after = bot.metrics().await?;
+    let stats = fake.stats();
+    drop(bot);
+    let messages = fake.all_messages();
+    let t1 = messages
+        .iter()
+        .map(|m| m.at)
+        .min()
+        .context("no message at all")?;
+    let end = t1 + Duration::from_secs(secs);
+    let in_window: Vec<&PostedMessage> = messages.iter().filter(|m| m.at < end).collect();
+    let mut per_channel: HashMap<u64, u64> = rows.iter().map(|r| (r.channel_id, 0)).collect();
+    for m in &in_window {
+        *per_channel.entry(m.channel_id).or_default() += 1;
+    }
+    let mut ats: Vec<Instant> = in_window.iter().map(|m| m.at).collect();
+    ats.sort();
+    ctx.info(
+        S,
+        "countdowns resumed (overdue) / window",
+        format!("{count} / first {secs} s from the first number"),
+    );
+    // Sends come in bursts when the budget frees up, so a count over a
+    // window depends on where the window cuts them. The sustained rate is
+    // read from the span of every 50 consecutive messages instead.
+    let spans = sorted(
+        (0..ats.len().saturating_sub(50))
+            .map(|i| (ats[i + 50] - ats[i]).as_secs_f64())
+            .collect(),
+    );
+    let sustained = 50.0 / percentile(&spans, 50.0);
+    ctx.row(
+        S,
+        "sustained messages/s (50 / median span of 50 in a row) / 50",
+        format!("{sustained:.2}/s = {:.3}", sustained / 50.0),
+        "≥ 0.97",
+        Some(sustained / 50.0 >= 0.97),
+    );
+    let rate = in_window.len() as f64 / secs as f64;
+    ctx.info(
+        S,
+        "messages in the window / (50 × window)",
+        format!("{rate:.2}/s = {:.3}", rate / 50.0),
+    );
+    // The busiest second at the fake: the budget is used, never exceeded.
+    let busiest = (0..ats.len())
+        .map(|i| {
+            ats[i..]
+                .iter()
+                .take_while(|t| **t < ats[i] + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    ctx.info(
+        S,
+        "busiest rolling second at the fake",
+        format!("{busiest} messages"),
+    );
+    let bot_429 = after.get("countdown_send_errors_total{kind=\"rate_limited\"}")
+        - before.get("countdown_send_errors_total{kind=\"rate_limited\"}");
+    ctx.row(
+        S,
+        "429s received (fake served / bot counted)",
+        format!("{} / {bot_429}", stats.rate_limited),
+        "0",
+        Some(stats.rate_limited == 0 && bot_429 == 0.0),
+    );
+    if stats.rate_limited > 0 {
+        let when: Vec<String> = fake
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .map(|r| format!("{:.2}", ms_between(r.at, t1) / 1000.0))
+            .collect();
+        ctx.info(S, "429s at (s after the first number)", when.join(", "));
+    }
+    let max = per_channel.values().copied().max().unwrap_or(0);
+    let min = per_channel.values().copied().min().unwrap_or(0);
+    let fairness = if min == 0 {
+        f64::INFINITY
+    } else {
+        max as f64 / min as f64
+    };
+    ctx.row(
+        S,
+        "fairness: max / min numbers per channel",
+        format!("{max} / {min} = {fairness:.2}"),
+        "≤ 1.25",
+        Some(fairness <= 1.25),
+    );
+    let wall = cpu1.2 - cpu0.2;
+    ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
+    ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
+    db.drop_db().await;
+    Ok(())
+}
+
+// -------------------------------------------------------------------- 4 scale
+
+pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "4 scale";
+    let (count, lead, warm, secs) = if ctx.quick {
+        (300u64, 2.5, 1u64, 4u64)
+    } else {
+        (5000, 4.0, 5, 20)
+    };
+    let count = size_override("BENCH_SCALE_COUNT").unwrap_or(count);
+    let fake = FakeDiscord::start(world(count.div_ceil(100), count.min(100))).await?;
+    let db = BenchDb::create("scale").await?;
+    db.apply_schema().await?;
+    let proxy = PgProxy::start(&db.url).await?;
+    let clock = Clock::now();
+    let start = clock.wall_now() + lead;
+    // Number 1 of countdown i is due at start + i/count s: commands come in
+    // at random moments, so the countdowns' phases spread over the second.
+    let rows: Vec<RunningRow> = channels(&fake, count as usize)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (channel_id, guild_id))| RunningRow {
+            channel_id,
+            guild_id,
+            target: 9999,
+            last_sent: 0,
+            created_at: start + i as f64 / count as f64,
+            updated_at: clock.wall_now(),
+        })
+        .collect();
+    let ids = db.insert_running(&rows).await?;
+    let created: HashMap<i64, Instant> = ids
+        .iter()
+        .zip(&rows)
+        .map(|((id, _), r)| (*id, clock.instant_of(r.created_at)))
+        .collect();
+    let limit = (count * 2).to_string();
+    let bot = Bot::start(
+        &ctx.bin,
+        &fake,
+        &proxy.url_for(&db.url),
+        &[
+            ("GLOBAL_RATE", limit.clone()),
+            ("MAX_ACTIVE", limit.clone()),
+            ("MAX_ACTIVE_PER_GUILD", limit),
+        ],
+    )?;
+    let overflows = listen_overflows();
+    bot.wait_ready(&fake, 1).await?;
+    let first_due = clock.instant_of(start);
+    if Instant::now() > first_due {
+        ctx.info(
+            S,
+            "warning",
+            "the bot was ready after the first number was due".into(),
+        );
+    }
+    let w0 = first_due + Duration::from_secs(warm);
+    tokio::time::sleep_until(w0.into()).await;
+    let before = bot.metrics().await?;
+    let pg_pids = db.backend_pids().await?;
+    let tx0 = db.transactions().await?;
+    let wire0 = proxy.counts.snapshot();
+    let busy0 = machine_busy_seconds();
+    let s0 = (
+        bot.cpu_seconds(),
+        self_cpu_seconds(),
+        cpu_of(&pg_pids),
+        proxy.counts.round_trips(),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let s1 = (
+        bot.cpu_seconds(),
+        self_cpu_seconds(),
+        cpu_of(&pg_pids),
+        proxy.counts.round_trips(),
+        Instant::now(),
+    );
+    let wire1 = proxy.counts.snapshot();
+    let busy1 = machine_busy_seconds();
+    let after = bot.metrics().await?;
+    let (rss, hwm) = bot.memory();
+    let conns = bot.connections_to(fake.addr().port());
+    // pg_stat_database lags by up to a second: read it after a pause.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tx1 = db.transactions().await?;
+    drop(bot);
+    let w1 = s1.4;
+    let wall = w1 - s0.4;
+    let mut lateness = Vec::new();
+    let (mut first_s, mut last_s) = (Vec::new(), Vec::new());
+    for m in fake.all_messages() {
+        if m.at < s0.4 || m.at >= w1 {
+            continue;
+        }
+        if let Some((id, k)) = nonce_of(&m) {
+            if let Some(t0) = created.get(&id) {
+                let late = ms_between(m.at, *t0 + Duration::from_secs(u64::from(k) - 1));
+                lateness.push(late);
+                if m.at < s0.4 + Duration::from_secs(1) {
+                    first_s.push(late);
+                } else if m.at >= w1 - Duration::from_secs(1) {
+                    last_s.push(late);
+                }
+            }
+        }
+    }
+    let growth = percentile(&sorted(last_s), 50.0) - percentile(&sorted(first_s), 50.0);
+    let l = sorted(lateness);
+    ctx.info(
+        S,
+        "countdowns / window",
+        format!(
+            "{count} (phases spread over 1 s) / {secs} s after {warm} s warm-up; fake limits off, GLOBAL_RATE {}",
+            count * 2
+        ),
+    );
+    let rate = l.len() as f64 / wall.as_secs_f64();
+    ctx.info(
+        S,
+        "messages per second / schedule",
+        format!("{rate:.0}/s / {count}/s = {:.3}", rate / count as f64),
+    );
+    ctx.info(S, "fake: p50 arrival − due", ms(percentile(&l, 50.0)));
+    let p99 = percentile(&l, 99.0);
+    ctx.row(
+        S,
+        "fake: p99 arrival − due",
+        ms(p99),
+        "≤ 50 ms",
+        Some(p99 <= 50.0),
+    );
+    ctx.info(
+        S,
+        "fake: max arrival − due",
+        ms(*l.last().unwrap_or(&f64::NAN)),
+    );
+    ctx.info(
+        S,
+        "fake: median lateness, last second − first second of the window",
+        ms(growth),
+    );
+    bot_lateness(ctx, S, &before, &after, 50.0);
+    ctx.row(
+        S,
+        "bot memory: peak RSS (VmHWM) / RSS at the end",
+        format!("{} / {}", mb(hwm), mb(rss)),
+        "≤ 150 MB",
+        Some(hwm <= 150 * 1_048_576),
+    );
+    ctx.info(S, "bot CPU", pct(s1.0 - s0.0, wall));
+    ctx.info(
+        S,
+        "fake Discord + harness CPU (bench process)",
+        pct(s1.1 - s0.1, wall),
+    );
+    ctx.info(
+        S,
+        &format!("PostgreSQL CPU ({} backends of the bot)", pg_pids.len()),
+        pct(s1.2 - s0.2, wall),
+    );
+    let ours = (s1.0 - s0.0) + (s1.1 - s0.1) + (s1.2 - s0.2);
+    ctx.info(
+        S,
+        "the rest of the machine (other processes) CPU",
+        pct((busy1 - busy0 - ours).max(0.0), wall),
+    );
+    let rt = (s1.3 - s0.3) as f64 / wall.as_secs_f64();
+    ctx.row(
+        S,
+        "database round trips per second (wire count)",
+        format!("{rt:.1}/s"),
+        "≤ 20",
+        Some(rt <= 20.0),
+    );
+    let per_s = |n: u64| format!("{:.1}/s", n as f64 / wall.as_secs_f64());
+    ctx.info(
+        S,
+        "round trips: simple queries (Q) / Syncs / statements prepared (Parse)",
+        format!(
+            "{} / {} / {}",
+            per_s(wire1.0 - wire0.0),
+            per_s(wire1.1 - wire0.1),
+            per_s(wire1.2 - wire0.2)
+        ),
+    );
+    ctx.info(
+        S,
+        "database transactions per second (pg_stat_database)",
+        format!("{:.1}/s", (tx1 - tx0) as f64 / (wall.as_secs_f64() + 1.5)),
+    );
+    ctx.info(S, "HTTP connections bot → fake", conns.to_string());
+    ctx.info(
+        S,
+        "TCP accept-queue overflows (system-wide)",
+        (listen_overflows() - overflows).to_string(),
+    );
+    db.drop_db().await;
+    Ok(())
+}
+
+// ------------------------------------------------------------------- 5 resume
+
+pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "5 resume";
+    let count: u64 = if ctx.quick { 1000 } else { 10_000 };
+    let count = size_override("BENCH_RESUME_COUNT").unwrap_or(count);
+    let fake = FakeDiscord::start(world(count.div_ceil(100), count.min(100))).await?;
+    let db = BenchDb::create("resume").await?;
+    db.apply_schema().await?;
+    let clock = Clock::now();
+    let now = clock.wall_now();
+    let rows: Vec<RunningRow> = channels(&fake, count as usize)
+        .into_iter()
+        .map(|(channel_id, guild_id)| RunningRow {
+            channel_id,
+            guild_id,
+            target: 9999,
+            last_sent: 5,
+            created_at: now - 120.0,
+            updated_at: now - 30.0,
+        })
+        .collect();
+    db.insert_running(&rows).await?;
+    let limit = (count * 2).to_string();
+    let overflows = listen_overflows();
+    let bot = Bot::start(
+        &ctx.bin,
+        &fake,
+        &db.url,
+        &[
+            ("GLOBAL_RATE", limit.clone()),
+            ("MAX_ACTIVE", limit.clone()),
+            ("MAX_ACTIVE_PER_GUILD", limit),
+        ],
+    )?;
+    fake.wait_identify_count(1, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("the bot never identified:\n{}", bot.log_tail()))?;
+    let ready = fake
+        .last_ready_sent_at()
+        .context("READY not recorded by the fake")?;
+    // Event-driven: each wait is woken by the fake's new messages.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for r in &rows {
+        let left = deadline.saturating_duration_since(Instant::now());
+        fake.wait_for_messages(r.channel_id, 1, left)
+            .await
+            .with_context(|| {
+                format!(
+                    "not every countdown resumed within 60 s:\n{}",
+                    bot.log_tail()
+                )
+            })?;
+    }
+    let (_, hwm) = bot.memory();
+    let conns = bot.connections_to(fake.addr().port());
+    let spawned = bot.spawned_at;
+    drop(bot);
+    let mut first: HashMap<u64, &PostedMessage> = HashMap::new();
+    let messages = fake.all_messages();
+    for m in &messages {
+        first.entry(m.channel_id).or_insert(m);
+    }
+    if first.len() < count as usize {
+        bail!("only {} channels got a number", first.len());
+    }
+    if let Some(bad) = first.values().find(|m| m.content != "6") {
+        bail!(
+            "channel {} resumed with {:?}, not 6",
+            bad.channel_id,
+            bad.content
+        );
+    }
+    let times = sorted(first.values().map(|m| ms_between(m.at, ready)).collect());
+    let all = *times.last().unwrap_or(&f64::NAN);
+    ctx.info(
+        S,
+        "running rows at start",
+        format!(
+            "{count} (overdue; fake limits off, GLOBAL_RATE {})",
+            count * 2
+        ),
+    );
+    ctx.info(
+        S,
+        "bot process start → READY",
+        ms(ms_between(ready, spawned)),
+    );
+    ctx.info(S, "READY → first next number", ms(times[0]));
+    ctx.info(S, "READY → half of them", ms(percentile(&times, 50.0)));
+    ctx.row(
+        S,
+        "READY → every countdown sent its next number",
+        ms(all),
+        "≤ 2000 ms",
+        Some(all <= 2000.0),
+    );
+    ctx.info(S, "bot peak RSS", mb(hwm));
+    ctx.info(S, "HTTP connections bot → fake", conns.to_string());
+    ctx.info(
+        S,
+        "TCP accept-queue overflows (system-wide)",
+        (listen_overflows() - overflows).to_string(),
+    );
+    db.drop_db().await;
+    Ok(())
+}
+
+// --------------------------------------------------------------- 6 cold start
+
+pub async fn cold_start(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const S: &str = "6 cold start";
+    let runs = if ctx.quick { 2 } else { 5 };
+    let fake = FakeDiscord::start(FakeConfig::default()).await?;
+    let db = BenchDb::create("cold").await?;
+    let mut to_ready = Vec::new();
+    let mut to_identify = Vec::new();
+    // Each start after a clean stop (SIGTERM), the first on an empty
+    // database; then one more after a kill -9.
+    for i in 0..=runs {
+        let mut bot = Bot::start(&ctx.bin, &fake, &db.url, &[])?;
+        let ready = bot.wait_readyz(Duration::from_secs(30)).await?;
+        let ms_ready = ms_between(ready, bot.spawned_at);
+        let ms_identify = fake
+            .last_ready_sent_at()
+            .map(|r| ms_between(r, bot.spawned_at))
+            .unwrap_or(f64::NAN);
+        if i == runs {
+            ctx.info(
+                S,
+                "start after a kill -9 of the previous one → /readyz 200",
+                ms(ms_ready),
+            );
+            bot.kill();
+            break;
+        }
+        to_ready.push(ms_ready);
+        to_identify.push(ms_identify);
+        if i + 1 == runs {
+            bot.kill();
+        } else if bot.terminate(Duration::from_secs(10)).await.is_none() {
+            bail!(
+                "the bot did not exit within 10 s of SIGTERM:\n{}",
+                bot.log_tail()
+            );
+        }
+    }
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    ctx.info(
+        S,
+        &format!("{runs} starts, each after a clean stop → /readyz 200 (ms)"),
+        list(&to_ready),
+    );
+    ctx.info(
+        S,
+        "first start (empty database: schema created)",
+        ms(to_ready[0]),
+    );
+    let all = sorted(to_ready.clone());
+    ctx.info(
+        S,
+        "process start → /readyz 200: p50",
+        ms(percentile(&all, 50.0)),
+    );
+    let worst = *all.last().unwrap_or(&f64::NAN);
+    ctx.row(
+        S,
+        "process start → /readyz 200: worst of the clean starts",
+        ms(worst),
+        "≤ 1000 ms",
+        Some(worst <= 1000.0),
+    );
+    let id = sorted(to_identify);
+    ctx.info(
+        S,
+        "process start → READY sent (p50)",
+        ms(percentile(&id, 50.0)),
+    );
+    db.drop_db().await;
+    Ok(())
+}
