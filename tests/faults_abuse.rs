@@ -33,6 +33,11 @@ fn assert_within_discord_limits(fake: &FakeDiscord) {
     // each window's first request: no 429 above means none was exceeded.)
 }
 
+/// The two tests run one after the other: each is a load test of its own,
+/// and timing (other servers on time, no 429 at a bucket's edge) is what
+/// they check.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn replies(fake: &FakeDiscord, ch: u64) -> Vec<fake_discord::PostedMessage> {
     fake.messages(ch)
         .into_iter()
@@ -42,6 +47,7 @@ fn replies(fake: &FakeDiscord, ch: u64) -> Vec<fake_discord::PostedMessage> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_in_50_channels_cannot_pass_the_caps() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let fake = fake().await;
     enforce_discord_limits(&fake);
     let db = TestDb::create().await;
@@ -94,7 +100,14 @@ async fn one_user_in_50_channels_cannot_pass_the_caps() {
             "MAX_ACTIVE_PER_GUILD holds: {in_guild} in guild {g}"
         );
     }
-    let refusals = bot.metric(busy_guild).await + bot.metric(busy_bot).await;
+    let mut refusals = 0.0;
+    for _ in 0..100 {
+        refusals = bot.metric(busy_guild).await + bot.metric(busy_bot).await;
+        if refusals >= 38.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(refusals, 38.0);
 
     for &ch in &admitted {
@@ -118,8 +131,9 @@ async fn one_user_in_50_channels_cannot_pass_the_caps() {
         .flat_map(|&ch| replies(&fake, ch))
         .map(|m| m.at_ms)
         .collect();
-    // What the 12 countdowns leave of the 50 requests a second.
-    assert!(max_in_window(&reply_times, 1000) <= 38, "{reply_times:?}");
+    // At most half of what the countdowns leave of the 50 requests a second
+    // (25 while they are still being admitted, 19 once all 12 run).
+    assert!(max_in_window(&reply_times, 1000) <= 25, "{reply_times:?}");
     assert_eq!(
         db.wait_command_errors(38).await.len(),
         38,
@@ -132,6 +146,7 @@ async fn one_user_in_50_channels_cannot_pass_the_caps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spam_in_one_server_keeps_other_servers_on_time() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let fake = fake().await;
     enforce_discord_limits(&fake);
     let db = TestDb::create().await;

@@ -175,9 +175,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(path) = &args.markdown {
         let text = format!(
-            "Command: `cargo run {}-p bench{}`\n\n```\n{machine}```\n\nmode: {mode}, bot build: {bot_mode}, total {:.0} s\n\n{}",
+            "Command: `cargo run {}-p bench{}`\n\n```\n{machine}load average at the end: {}\n```\n\nmode: {mode}, bot build: {bot_mode}, total {:.0} s\n\n{}",
             if cfg!(debug_assertions) { "" } else { "--release " },
             if args.quick { " -- --quick" } else { "" },
+            report::load_average(),
             started.elapsed().as_secs_f64(),
             ctx.report.markdown()
         );

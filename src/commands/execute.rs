@@ -236,13 +236,14 @@ impl CommandService {
     /// over it, the answer is dropped and counted (the command was already
     /// counted and journalled).
     fn reply(&self, msg: &Incoming, text: String) {
-        // What the running countdowns leave of GLOBAL_RATE (exported as
-        // `countdown_rate_budget_per_second` at start; 50 if unset).
+        // Half of what the running countdowns leave of GLOBAL_RATE
+        // (exported as `countdown_rate_budget_per_second` at start; 50 if
+        // unset). See `throttle`.
         let rate = match self.inner.metrics.rate_budget.get() {
             r if r > 0 => r as usize,
             _ => 50,
         };
-        let per_second = rate.saturating_sub(self.inner.scheduler.active());
+        let per_second = rate.saturating_sub(self.inner.scheduler.active()) / 2;
         if self.inner.reply_budget.admit(msg.channel_id, per_second) {
             self.send_reply(msg, text);
         } else {

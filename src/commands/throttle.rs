@@ -8,12 +8,13 @@
 //! by `tests/faults_abuse.rs`).
 //!
 //! - A channel gets at most [`PER_CHANNEL`] answers in any [`WINDOW`].
-//! - The bot sends at most as many answers a second as the running
-//!   countdowns leave of `GLOBAL_RATE` (each takes one request a second),
+//! - The bot sends at most half of what the running countdowns leave of
+//!   `GLOBAL_RATE` (each takes one request a second) in answers a second,
 //!   and at least [`MIN_PER_SECOND`]: answers never delay a number, whether
-//!   one spammer or many channels at once ask for them. With the defaults
-//!   (`GLOBAL_RATE` 50, `MAX_ACTIVE` 40) that is 10 a second at full load,
-//!   50 when idle.
+//!   one spammer or many channels at once ask for them, and the other half
+//!   stays free for serenity's own requests (the gateway's URL at each
+//!   reconnect) and Discord's clock. With the defaults (`GLOBAL_RATE` 50,
+//!   `MAX_ACTIVE` 40) that is 5 a second at full load, 25 when idle.
 //!
 //! A command over the budget is carried out, counted and journalled as
 //! usual; only its answer is dropped (and counted in

@@ -20,7 +20,7 @@ pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 pub const TICK: Duration = Duration::from_secs(1);
 /// A number the pacer held back a little (a channel posting without pause,
 /// see `pacer::CHANNEL_MARGIN`) sets the pace: the next one is due a second
-/// after it went out, so lateness does not pile up 4 ms a number into a 1 s
+/// after it went out, so lateness does not pile up 6 ms a number into a 1 s
 /// re-anchor. Below `FOLLOW_MIN` it is timer noise (the grid stays absolute);
 /// above `FOLLOW_MAX` a hiccup (a retry), after which the original schedule
 /// is kept, up to `REANCHOR_AFTER`.

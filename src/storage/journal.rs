@@ -41,9 +41,9 @@ struct Inner {
 /// outlives a leader term ([`Journal::for_epoch`]): a database outage ends
 /// the term (the leader loses its lock connection), and the term's last
 /// flush fails by definition. With the store dropped along with the term,
-/// a `stop` sent just before the outage came back as a resumed countdown,
-/// and the command rows and the outage's own `general_errors` row were lost
-/// (found by `tests/faults_database.rs`).
+/// what it held was lost: command rows, the outage's own `general_errors`
+/// row (found by `tests/faults_database.rs`), and a `stop` whose row was not
+/// written yet, which would then come back as a resumed countdown.
 struct Store {
     pending: Mutex<Pending>,
     /// One flush at a time; it also holds what we know of an ongoing outage.
