@@ -228,7 +228,8 @@ async fn a_database_that_is_down_gets_a_try_again_reply() {
     say(&fake, ch, &mention(&fake, "count to 3")).await;
     let msgs = wait_messages(&fake, ch, 1).await;
     assert!(msgs[0].content.contains("try again"), "{}", msgs[0].content);
-    assert_eq!(bot.metric("countdown_db_errors_total").await, 1.0);
+    // At least the refused insert (a journal flush racing the rename may add one).
+    assert!(bot.metric("countdown_db_errors_total").await >= 1.0);
     assert!(bot.logs().contains("cannot admit a countdown"));
 
     db.client()

@@ -94,13 +94,14 @@ impl Report {
         let mut out =
             String::from("| scenario | figure | value | goal | met? |\n|---|---|---|---|---|\n");
         for r in &self.rows {
+            let cell = |c: &str| c.replace('|', "\\|");
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                r.scenario,
-                r.figure,
-                r.value,
-                r.goal,
+                cell(&r.scenario),
+                cell(&r.figure),
+                cell(&r.value),
+                cell(&r.goal),
                 met_text(r)
             );
         }
