@@ -49,29 +49,39 @@ struct Harness {
     t0: Instant,
 }
 
-fn harness(limits: Limits) -> Harness {
-    let recorder = Arc::new(Recorder::default());
-    let metrics = Metrics::new().unwrap();
-    // Never connected: progress stays in memory, which is all these tests need.
+/// A scheduler sending through `sink`, paced at `rate` per second, whose
+/// journal never connects: progress stays in memory, which is all these
+/// tests need.
+fn scheduler(
+    sink: Arc<dyn MessageSink>,
+    rate: u32,
+    limits: Limits,
+    metrics: &Metrics,
+) -> Scheduler {
     let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
         "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
     ))
     .unwrap();
-    let journal = Journal::new(pool, metrics.clone(), None);
     let delivery = Delivery::new(
-        recorder.clone(),
-        Arc::new(Pacer::new(50)),
+        sink,
+        Arc::new(Pacer::new(rate)),
         metrics.clone(),
         RetryPolicy::default(),
         crate::leader::Fence::open(),
     );
-    let scheduler = Scheduler::new(
+    Scheduler::new(
         limits,
         delivery,
-        journal,
+        Journal::new(pool, metrics.clone(), None),
         metrics.clone(),
         CancellationToken::new(),
-    );
+    )
+}
+
+fn harness(limits: Limits) -> Harness {
+    let recorder = Arc::new(Recorder::default());
+    let metrics = Metrics::new().unwrap();
+    let scheduler = scheduler(recorder.clone(), 50, limits, &metrics);
     Harness {
         recorder,
         scheduler,
@@ -302,28 +312,11 @@ async fn shutdown_interrupts_without_ending_rows() {
 #[tokio::test(start_paused = true)]
 async fn many_channels_share_a_small_budget_fairly() {
     let recorder = Arc::new(Recorder::default());
-    let metrics = Metrics::new().unwrap();
-    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
-        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
-    ))
-    .unwrap();
-    let delivery = Delivery::new(
-        recorder.clone(),
-        Arc::new(Pacer::new(10)),
-        metrics.clone(),
-        RetryPolicy::default(),
-        crate::leader::Fence::open(),
-    );
-    let scheduler = Scheduler::new(
-        Limits {
-            max_active: 100,
-            max_active_per_guild: 100,
-        },
-        delivery,
-        Journal::new(pool, metrics.clone(), None),
-        metrics,
-        CancellationToken::new(),
-    );
+    let limits = Limits {
+        max_active: 100,
+        max_active_per_guild: 100,
+    };
+    let scheduler = scheduler(recorder.clone(), 10, limits, &Metrics::new().unwrap());
     for ch in 0..40u64 {
         let r = scheduler.reserve(ch, Some(1)).unwrap();
         scheduler.start(
@@ -386,25 +379,7 @@ async fn a_resent_number_already_posted_keeps_the_original_pace() {
         age: Duration::from_millis(1500),
         answered: Mutex::new(false),
     });
-    let metrics = Metrics::new().unwrap();
-    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
-        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
-    ))
-    .unwrap();
-    let delivery = Delivery::new(
-        sink.clone(),
-        Arc::new(Pacer::new(50)),
-        metrics.clone(),
-        RetryPolicy::default(),
-        crate::leader::Fence::open(),
-    );
-    let scheduler = Scheduler::new(
-        LIMITS,
-        delivery,
-        Journal::new(pool, metrics.clone(), None),
-        metrics,
-        CancellationToken::new(),
-    );
+    let scheduler = scheduler(sink.clone(), 50, LIMITS, &Metrics::new().unwrap());
     let t0 = Instant::now();
     // Resumed at 3 (behind schedule, so due now); Discord already has 3,
     // posted 1.5 s ago: 4 was due 0.5 s ago and goes at once, 5 at +0.5 s,
