@@ -23,10 +23,16 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasks_one_running_per_channel
     ON tasks (channel_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_created_at ON tasks (created_at);
 
+-- Where the command came from: mention, dm or slash. Added after the first
+-- release, so it is added to existing tables too (this file runs at every
+-- start). Resuming needs nothing more: the Stop button's custom id is
+-- `stop:<id>`, and `user_id` is who started it (STOP_POLICY).
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT 'mention';
+
 -- Every command that was not carried out, and every failure while carrying one out.
 CREATE TABLE IF NOT EXISTS command_errors (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind        TEXT        NOT NULL,  -- invalid, busy_channel, not_counting, busy_guild, busy_bot, db_unavailable, send_failed
+    kind        TEXT        NOT NULL,  -- invalid, busy_channel, not_counting, not_allowed, busy_guild, busy_bot, db_unavailable, send_failed
     channel_id  BIGINT      NOT NULL,
     guild_id    BIGINT,
     user_id     BIGINT,

@@ -20,6 +20,8 @@ use crate::countdown::delivery::{Delivery, RetryPolicy};
 use crate::countdown::pacer::Pacer;
 use crate::countdown::{Limits, Scheduler};
 use crate::discord::handler::Handler;
+use crate::discord::interactions::Interactions;
+use crate::discord::registration::Registration;
 use crate::discord::sender::DiscordSink;
 use crate::discord::{self};
 use crate::leader::{Elector, Term};
@@ -177,7 +179,8 @@ async fn run_term(
         delivery(Duration::from_secs(30)),
         limits,
         stop_sending.clone(),
-    );
+    )
+    .with_stop_policy(settings.stop_policy);
     let resumer = Resumer::new(
         pool.clone(),
         scheduler.clone(),
@@ -187,6 +190,12 @@ async fn run_term(
         stop_sending.clone(),
     );
     let handler = Handler {
+        interactions: Interactions::new(commands.clone()),
+        registration: Registration::new(
+            settings.command_guild_id,
+            metrics.clone(),
+            journal.clone(),
+        ),
         commands,
         resumer,
         readiness: readiness.clone(),

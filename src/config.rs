@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::commands::policy::StopPolicy;
+
 /// Everything the bot reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -26,6 +28,11 @@ pub struct Settings {
     /// Timeout of one HTTP request to Discord (serenity's default has none).
     pub http_timeout: Duration,
     pub log_format: LogFormat,
+    /// `STOP_POLICY`: who may stop a countdown.
+    pub stop_policy: StopPolicy,
+    /// `DISCORD_GUILD_ID`: register the slash commands in this guild only
+    /// (they appear at once) instead of globally.
+    pub command_guild_id: Option<u64>,
 }
 
 /// Where the database is: a URL, or the split `POSTGRES_*` form of `config.env`.
@@ -180,6 +187,25 @@ impl Settings {
             }
         };
 
+        let stop_policy = match get("STOP_POLICY") {
+            None => StopPolicy::default(),
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason| ConfigError::invalid("STOP_POLICY", reason))?,
+        };
+        let command_guild_id = match get("DISCORD_GUILD_ID") {
+            None => None,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(id) if id > 0 => Some(id),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "DISCORD_GUILD_ID",
+                        "must be a guild id (a positive integer)",
+                    ))
+                }
+            },
+        };
+
         Ok(Settings {
             discord_token: SecretString::from(discord_token),
             database,
@@ -191,6 +217,8 @@ impl Settings {
             resume_max_age,
             http_timeout,
             log_format,
+            stop_policy,
+            command_guild_id,
         })
     }
 }
@@ -253,6 +281,18 @@ mod tests {
         assert_eq!(s.resume_max_age, Duration::from_secs(3600));
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.discord_api_url.is_none());
+        assert_eq!(s.stop_policy, StopPolicy::Anyone);
+        assert_eq!(s.command_guild_id, None);
+    }
+
+    #[test]
+    fn stop_policy_and_guild_id_are_read() {
+        let mut vars = BASE.to_vec();
+        vars.push(("STOP_POLICY", "starter_or_manager"));
+        vars.push(("DISCORD_GUILD_ID", "1000"));
+        let s = settings(&vars).unwrap();
+        assert_eq!(s.stop_policy, StopPolicy::StarterOrManager);
+        assert_eq!(s.command_guild_id, Some(1000));
     }
 
     #[test]
@@ -293,6 +333,9 @@ mod tests {
             ("METRICS_ADDR", "localhost"),
             ("LOG_FORMAT", "xml"),
             ("DISCORD_API_URL", "ftp://x"),
+            ("STOP_POLICY", "admins"),
+            ("DISCORD_GUILD_ID", "guild"),
+            ("DISCORD_GUILD_ID", "0"),
         ] {
             let mut vars = BASE.to_vec();
             vars.push((var, value));

@@ -11,9 +11,18 @@ use prometheus::{
 };
 
 use crate::commands::parse::InvalidReason;
+use crate::commands::Source;
 
 /// Refusal reasons of `countdown_wrong_commands_total`.
-pub const WRONG_REASONS: [&str; 4] = ["busy_channel", "not_counting", "busy_guild", "busy_bot"];
+pub const WRONG_REASONS: [&str; 5] = [
+    "busy_channel",
+    "not_counting",
+    "not_allowed",
+    "busy_guild",
+    "busy_bot",
+];
+/// Commands of `countdown_commands_total` (and of the by-source counter).
+pub const COMMANDS: [&str; 4] = ["count", "stop", "status", "help"];
 /// Kinds of `countdown_send_errors_total`.
 pub const SEND_ERROR_KINDS: [&str; 6] = [
     "rate_limited",
@@ -28,6 +37,10 @@ pub const SEND_ERROR_KINDS: [&str; 6] = [
 pub struct Metrics {
     registry: Registry,
     pub commands: IntCounterVec,
+    /// `countdown_commands_by_source_total{source, command}`: a counter of
+    /// its own, so the series of `countdown_commands_total` (dashboards,
+    /// rules) keep their labels.
+    pub commands_by_source: IntCounterVec,
     pub invalid_commands: IntCounterVec,
     pub wrong_commands: IntCounterVec,
     pub cancelled: IntCounter,
@@ -44,6 +57,7 @@ pub struct Metrics {
     pub gateway_ready: IntGauge,
     pub rate_budget: IntGauge,
     pub leader: IntGauge,
+    pub registration_failures: IntCounter,
 }
 
 impl Metrics {
@@ -55,6 +69,13 @@ impl Metrics {
                 "Valid commands received, by command.",
             ),
             &["command"],
+        )?;
+        let commands_by_source = IntCounterVec::new(
+            Opts::new(
+                "countdown_commands_by_source_total",
+                "Valid commands received, by source (mention, dm, slash, button) and command.",
+            ),
+            &["source", "command"],
         )?;
         let invalid_commands = IntCounterVec::new(
             Opts::new(
@@ -140,8 +161,15 @@ impl Metrics {
             "1 while this instance is the leader (the one that connects and sends).",
         )?;
 
+        let registration_failures = IntCounter::new(
+            "countdown_command_registration_failures_total",
+            "Failed attempts to register the slash commands with Discord.",
+        )?;
+
         for c in [
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(commands_by_source.clone()),
+            Box::new(registration_failures.clone()),
             Box::new(invalid_commands.clone()),
             Box::new(wrong_commands.clone()),
             Box::new(cancelled.clone()),
@@ -166,8 +194,22 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
-        for command in ["count", "stop", "help"] {
+        for command in COMMANDS {
             commands.with_label_values(&[command]);
+        }
+        // Only the pairs that can happen: help is mention/DM only, the
+        // button only stops.
+        for source in Source::ALL {
+            for command in COMMANDS {
+                let possible = match (source, command) {
+                    (Source::Button, c) => c == "stop",
+                    (Source::Slash, c) => c != "help",
+                    _ => true,
+                };
+                if possible {
+                    commands_by_source.with_label_values(&[source.label(), command]);
+                }
+            }
         }
         for reason in InvalidReason::ALL {
             invalid_commands.with_label_values(&[reason.label()]);
@@ -185,6 +227,7 @@ impl Metrics {
         Ok(Metrics {
             registry,
             commands,
+            commands_by_source,
             invalid_commands,
             wrong_commands,
             cancelled,
@@ -201,6 +244,7 @@ impl Metrics {
             gateway_ready,
             rate_budget,
             leader,
+            registration_failures,
         })
     }
 
@@ -221,6 +265,10 @@ mod tests {
         let text = Metrics::new().unwrap().render().unwrap();
         for name in [
             "countdown_commands_total{command=\"count\"} 0",
+            "countdown_commands_total{command=\"status\"} 0",
+            "countdown_commands_by_source_total{command=\"stop\",source=\"button\"} 0",
+            "countdown_commands_by_source_total{command=\"count\",source=\"slash\"} 0",
+            "countdown_command_registration_failures_total 0",
             "countdown_invalid_commands_total{reason=\"out_of_range\"} 0",
             "countdown_wrong_commands_total{reason=\"busy_channel\"} 0",
             "countdown_cancelled_total 0",

@@ -58,6 +58,7 @@ fn reference(s: &str) -> Command {
     match words.as_slice() {
         [] | ["help"] => Command::Help,
         ["stop"] => Command::Stop,
+        ["status"] => Command::Status,
         ["count", "to"] => Command::Invalid(InvalidReason::MissingNumber),
         ["count", "to", n] => number(n),
         _ => Command::Invalid(InvalidReason::UnknownCommand),
@@ -100,6 +101,8 @@ fn piece() -> impl Strategy<Value = String> {
         "TO",
         "tO",
         "stop",
+        "status",
+        "STATUS",
         "help",
         "count to",
         "+",
@@ -266,6 +269,7 @@ fn the_reference_reads_the_design_examples() {
         ),
         ("count\u{3000}to\u{a0}5".to_owned(), Command::Count(5)),
         (m.clone(), Command::Help),
+        (format!("{m} STATUS "), Command::Status),
         (
             "@everyone count to 5".to_owned(),
             Command::Invalid(InvalidReason::UnknownCommand),

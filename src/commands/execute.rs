@@ -1,6 +1,14 @@
 //! Carrying out a command: admission (one per channel, the caps), the
-//! database row that admits a countdown, stop, and the short replies.
-//! Every command that is not carried out is counted and journalled.
+//! database row that admits a countdown, stop (with `STOP_POLICY`), status,
+//! and the short replies. Every command that is not carried out is counted
+//! and journalled.
+//!
+//! Mentions and DMs ([`CommandService::handle`]) and interactions (slash
+//! commands and the Stop button, `discord::interactions`) share the same
+//! core: [`CommandService::count`], [`CommandService::stop`] and
+//! [`CommandService::status`] decide, count and journal; each source only
+//! turns the outcome into its kind of answer (a reply to the message, or an
+//! interaction response).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,12 +19,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::parse::{self, Command};
+use super::parse::{self, Command, InvalidReason};
+use super::policy::{Actor, StopPolicy};
 use super::replies;
+use super::status::Snapshot;
 use super::throttle::ReplyBudget;
 use crate::countdown::delivery::Delivery;
 use crate::countdown::sink::Outgoing;
-use crate::countdown::{CountdownSpec, Limits, Refusal, Scheduler};
+use crate::countdown::{
+    CountdownSpec, Limits, PendingStop, Refusal, Scheduler, StopRefused, Stopped,
+};
 use crate::metrics::Metrics;
 use crate::storage::tasks::{self, CommandError, NewTask};
 use crate::storage::{Journal, StorageError};
@@ -30,6 +42,114 @@ pub struct Incoming {
     pub guild_id: Option<u64>,
     pub author_id: u64,
     pub content: String,
+    /// The author holds Manage Messages in the channel (see
+    /// `discord::permissions`); only `STOP_POLICY=starter_or_manager` reads it.
+    pub manages_messages: bool,
+}
+
+/// Where a command came from: the label of
+/// `countdown_commands_by_source_total` and the `source` of a task row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A guild message mentioning the bot.
+    Mention,
+    /// A direct message.
+    Dm,
+    /// A slash command.
+    Slash,
+    /// The Stop button.
+    Button,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [Source::Mention, Source::Dm, Source::Slash, Source::Button];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Mention => "mention",
+            Source::Dm => "dm",
+            Source::Slash => "slash",
+            Source::Button => "button",
+        }
+    }
+}
+
+/// Who asks, where, and how: what admission, stop and status need to know
+/// about a command, whatever its source.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub source: Source,
+    pub channel_id: u64,
+    /// `None` for a DM.
+    pub guild_id: Option<u64>,
+    pub user_id: u64,
+    pub manages_messages: bool,
+    /// The command as the user gave it, for `command_errors.content`.
+    pub content: String,
+}
+
+impl Origin {
+    fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            manages_messages: self.manages_messages,
+        }
+    }
+}
+
+impl From<&Incoming> for Origin {
+    fn from(msg: &Incoming) -> Self {
+        Origin {
+            source: if msg.guild_id.is_some() {
+                Source::Mention
+            } else {
+                Source::Dm
+            },
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            user_id: msg.author_id,
+            manages_messages: msg.manages_messages,
+            content: msg.content.clone(),
+        }
+    }
+}
+
+/// What became of a `count to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOutcome {
+    Started {
+        task_id: i64,
+    },
+    /// A cap or a busy channel; for a busy channel, the progress of the
+    /// countdown running there (last sent, target).
+    Refused {
+        refusal: Refusal,
+        running: Option<(u16, u16)>,
+    },
+    /// The row could not be written, so the countdown could not be promised.
+    DatabaseDown,
+    /// The bot is shutting down or not connected yet.
+    NotNow,
+}
+
+/// What became of a stop.
+pub enum StopOutcome {
+    /// The countdown was asked to stop; wait for it to end for the final number.
+    Stopping(PendingStop),
+    /// Nothing counts here (or another stop got there first).
+    NotCounting,
+    /// A Stop button of a countdown that is over: another one (or none)
+    /// runs in the channel now.
+    AlreadyFinished,
+    /// `STOP_POLICY` does not let this user stop it.
+    NotAllowed,
+    NotNow,
+}
+
+/// Why a stop request was refused by [`CommandService::stop`]'s check.
+enum StopCheck {
+    OtherTask,
+    NotAllowed { starter: u64 },
 }
 
 #[derive(Clone)]
@@ -48,6 +168,7 @@ struct Inner {
     bot_id: AtomicU64,
     /// Bounds refusals and usage answers (see [`super::throttle`]).
     reply_budget: ReplyBudget,
+    stop_policy: StopPolicy,
 }
 
 impl CommandService {
@@ -71,8 +192,30 @@ impl CommandService {
                 shutdown,
                 bot_id: AtomicU64::new(0),
                 reply_budget: ReplyBudget::default(),
+                stop_policy: StopPolicy::default(),
             }),
         }
+    }
+
+    /// Sets `STOP_POLICY` (before the service is shared).
+    pub fn with_stop_policy(mut self, policy: StopPolicy) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.stop_policy = policy;
+        }
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    pub fn stop_policy(&self) -> StopPolicy {
+        self.inner.stop_policy
+    }
+
+    /// False while shutting down (or before READY): commands are not taken.
+    pub fn accepting(&self) -> bool {
+        self.inner.bot_id.load(Ordering::SeqCst) != 0 && !self.inner.shutdown.is_cancelled()
     }
 
     /// The bot's own user id, learnt from READY.
@@ -101,54 +244,84 @@ impl CommandService {
             .await;
     }
 
+    /// A mention or DM: the shared core decides, a reply answers.
     async fn execute(&self, command: Command, msg: &Incoming) {
-        let m = &self.inner.metrics;
+        let origin = Origin::from(msg);
         match command {
-            Command::Count(target) => {
-                m.commands.with_label_values(&["count"]).inc();
-                self.count(target, msg).await;
-            }
-            Command::Stop => {
-                m.commands.with_label_values(&["stop"]).inc();
-                match self.inner.scheduler.stop(msg.channel_id).await {
-                    Some(stopped) => {
-                        m.cancelled.inc();
-                        tracing::Span::current().record("task_id", stopped.task_id);
-                        // At most one per countdown: never over a budget.
-                        self.send_reply(msg, replies::stopped(stopped));
-                    }
-                    None => {
-                        self.refuse(msg, "not_counting", "nothing is counting here", None);
-                        self.reply(msg, replies::not_counting());
-                    }
+            Command::Count(target) => match self.count(&origin, target).await {
+                CountOutcome::Started { .. } | CountOutcome::NotNow => {}
+                CountOutcome::Refused { refusal, running } => self.reply(
+                    msg,
+                    replies::refused(refusal, self.inner.limits, running),
+                ),
+                CountOutcome::DatabaseDown => self.reply(msg, replies::database_down()),
+            },
+            Command::Stop => match self.stop(&origin, None) {
+                StopOutcome::Stopping(pending) => {
+                    let stopped = pending.wait().await;
+                    // At most one per countdown: never over a budget.
+                    self.send_reply(msg, replies::stopped(stopped));
                 }
+                StopOutcome::NotCounting | StopOutcome::AlreadyFinished => {
+                    self.reply(msg, replies::not_counting())
+                }
+                StopOutcome::NotAllowed => self.reply(msg, replies::not_allowed()),
+                StopOutcome::NotNow => {}
+            },
+            Command::Status => {
+                let text = super::status::text(self.status(&origin), Utc::now().timestamp());
+                self.reply(msg, text);
             }
             Command::Help => {
-                m.commands.with_label_values(&["help"]).inc();
+                self.count_command(&origin, "help");
                 self.reply(msg, replies::usage());
             }
             Command::Invalid(reason) => {
-                m.invalid_commands
-                    .with_label_values(&[reason.label()])
-                    .inc();
-                tracing::info!(reason = reason.label(), "invalid command");
-                self.journal_error(msg, "invalid", reason.label().to_owned(), None);
+                self.invalid(&origin, reason);
                 self.reply(msg, replies::invalid(reason));
             }
         }
     }
 
-    async fn count(&self, target: u16, msg: &Incoming) {
+    fn count_command(&self, origin: &Origin, command: &'static str) {
+        let m = &self.inner.metrics;
+        m.commands.with_label_values(&[command]).inc();
+        m.commands_by_source
+            .with_label_values(&[origin.source.label(), command])
+            .inc();
+    }
+
+    /// Counts and journals a command that is no command (or, for a slash
+    /// command, a value Discord should have refused).
+    pub fn invalid(&self, origin: &Origin, reason: InvalidReason) {
+        self.inner
+            .metrics
+            .invalid_commands
+            .with_label_values(&[reason.label()])
+            .inc();
+        tracing::info!(reason = reason.label(), "invalid command");
+        self.journal_error(origin, "invalid", reason.label().to_owned(), None);
+    }
+
+    /// Admits a countdown to `target` in the origin's channel if the caps
+    /// allow it and its row is written: a countdown is only started once it
+    /// can be resumed.
+    pub async fn count(&self, origin: &Origin, target: u16) -> CountOutcome {
+        if self.inner.shutdown.is_cancelled() {
+            return CountOutcome::NotNow;
+        }
+        self.count_command(origin, "count");
         let inner = &self.inner;
-        let reservation = match inner.scheduler.reserve(msg.channel_id, msg.guild_id) {
+        let reservation = match inner.scheduler.reserve(origin.channel_id, origin.guild_id) {
             Ok(r) => r,
-            Err(refusal) => return self.refuse_count(msg, refusal),
+            Err(refusal) => return self.refuse_count(origin, refusal),
         };
         let new = NewTask {
-            channel_id: msg.channel_id,
-            guild_id: msg.guild_id,
-            user_id: msg.author_id,
+            channel_id: origin.channel_id,
+            guild_id: origin.guild_id,
+            user_id: origin.user_id,
             target,
+            source: origin.source.label(),
         };
         let mut inserted = tasks::insert(&inner.pool, &new).await;
         if matches!(inserted, Err(StorageError::ChannelBusy)) {
@@ -162,74 +335,177 @@ impl CommandService {
             Ok(row) => row,
             Err(StorageError::ChannelBusy) => {
                 drop(reservation);
-                return self.refuse_count(msg, Refusal::BusyChannel);
+                return self.refuse_count(origin, Refusal::BusyChannel);
             }
             Err(error) => {
                 drop(reservation);
                 inner.metrics.db_errors.inc();
                 tracing::error!(%error, "cannot admit a countdown: database unavailable");
-                self.journal_error(msg, "db_unavailable", error.to_string(), None);
-                self.reply(msg, replies::database_down());
-                return;
+                self.journal_error(origin, "db_unavailable", error.to_string(), None);
+                return CountOutcome::DatabaseDown;
             }
         };
         tracing::Span::current().record("task_id", row.id);
-        tracing::info!(target, "countdown admitted");
+        tracing::info!(target, source = origin.source.label(), "countdown admitted");
         inner.metrics.count_target.observe(f64::from(target));
         inner.scheduler.start(
             reservation,
             CountdownSpec {
                 task_id: row.id,
-                channel_id: msg.channel_id,
-                guild_id: msg.guild_id,
-                user_id: msg.author_id,
+                channel_id: origin.channel_id,
+                guild_id: origin.guild_id,
+                user_id: origin.user_id,
                 target,
                 next: 1,
                 first_due: Instant::now(),
             },
         );
+        CountOutcome::Started { task_id: row.id }
     }
 
-    fn refuse_count(&self, msg: &Incoming, refusal: Refusal) {
+    fn refuse_count(&self, origin: &Origin, refusal: Refusal) -> CountOutcome {
         // The countdown that makes the channel busy, if it runs here.
         let running = self
             .inner
             .scheduler
-            .live(msg.channel_id)
+            .live(origin.channel_id)
             .filter(|_| refusal == Refusal::BusyChannel);
         let task_id = running.as_ref().map(|live| live.spec.task_id);
         let progress = running.map(|live| (live.last_sent(), live.spec.target));
-        self.refuse(msg, refusal.label(), "refused", task_id);
-        self.reply(msg, replies::refused(refusal, self.inner.limits, progress));
+        self.refuse(origin, refusal.label(), "refused", task_id);
+        CountOutcome::Refused {
+            refusal,
+            running: progress,
+        }
     }
 
-    fn refuse(&self, msg: &Incoming, reason: &'static str, error: &str, task_id: Option<i64>) {
+    /// Asks the countdown of the origin's channel to stop, if `STOP_POLICY`
+    /// lets the origin's user stop it and, for a Stop button (`task`), it
+    /// is that button's countdown. Does not wait for the countdown's task.
+    pub fn stop(&self, origin: &Origin, task: Option<i64>) -> StopOutcome {
+        if self.inner.shutdown.is_cancelled() {
+            return StopOutcome::NotNow;
+        }
+        self.count_command(origin, "stop");
+        let policy = self.inner.stop_policy;
+        let actor = origin.actor();
+        let requested = self.inner.scheduler.request_stop(origin.channel_id, |spec| {
+            if task.is_some_and(|t| t != spec.task_id) {
+                Err(StopCheck::OtherTask)
+            } else if !policy.allows(&actor, spec.user_id) {
+                Err(StopCheck::NotAllowed {
+                    starter: spec.user_id,
+                })
+            } else {
+                Ok(())
+            }
+        });
+        match requested {
+            Ok(pending) => {
+                self.inner.metrics.cancelled.inc();
+                tracing::Span::current().record("task_id", pending.task_id());
+                tracing::info!(source = origin.source.label(), "countdown stop requested");
+                StopOutcome::Stopping(pending)
+            }
+            Err(StopRefused::NotCounting) if task.is_some() => {
+                self.refuse(origin, "not_counting", "that countdown is over", task);
+                StopOutcome::AlreadyFinished
+            }
+            Err(StopRefused::NotCounting) => {
+                self.refuse(origin, "not_counting", "nothing is counting here", None);
+                StopOutcome::NotCounting
+            }
+            Err(StopRefused::Check(StopCheck::OtherTask)) => {
+                self.refuse(
+                    origin,
+                    "not_counting",
+                    "that countdown is over; another one runs here",
+                    task,
+                );
+                StopOutcome::AlreadyFinished
+            }
+            Err(StopRefused::Check(StopCheck::NotAllowed { starter })) => {
+                let error = format!(
+                    "STOP_POLICY={}: user {} did not start it (user {starter} did) \
+                     and lacks Manage Messages",
+                    policy.as_str(),
+                    origin.user_id
+                );
+                let running = self
+                    .inner
+                    .scheduler
+                    .live(origin.channel_id)
+                    .map(|l| l.spec.task_id);
+                self.refuse(origin, "not_allowed", &error, running);
+                StopOutcome::NotAllowed
+            }
+        }
+    }
+
+    /// Waits (at most `within`) for a requested stop to take effect: where
+    /// the countdown stopped, final if it ended in time.
+    pub async fn stopped_within(pending: PendingStop, within: std::time::Duration) -> Stopped {
+        let now = pending.snapshot();
+        tokio::time::timeout(within, pending.wait())
+            .await
+            .unwrap_or(now)
+    }
+
+    /// The countdown running in the origin's channel, for `status`.
+    pub fn status(&self, origin: &Origin) -> Option<Snapshot> {
+        self.count_command(origin, "status");
+        self.inner.scheduler.live(origin.channel_id).map(|live| Snapshot {
+            task_id: live.spec.task_id,
+            starter: live.spec.user_id,
+            target: live.spec.target,
+            last_sent: live.last_sent(),
+        })
+    }
+
+    fn refuse(&self, origin: &Origin, reason: &'static str, error: &str, task_id: Option<i64>) {
         self.inner
             .metrics
             .wrong_commands
             .with_label_values(&[reason])
             .inc();
         tracing::info!(reason, "command refused");
-        self.journal_error(msg, reason, error.to_owned(), task_id);
+        self.journal_error(origin, reason, error.to_owned(), task_id);
     }
 
     fn journal_error(
         &self,
-        msg: &Incoming,
+        origin: &Origin,
         kind: &'static str,
         error: String,
         task_id: Option<i64>,
     ) {
         self.inner.journal.command_error(CommandError {
             kind,
-            channel_id: msg.channel_id,
-            guild_id: msg.guild_id,
-            user_id: Some(msg.author_id),
-            content: Some(msg.content.clone()),
+            channel_id: origin.channel_id,
+            guild_id: origin.guild_id,
+            user_id: Some(origin.user_id),
+            content: Some(origin.content.clone()),
             error,
             task_id,
             at: Utc::now(),
         });
+    }
+
+    /// Sends an answer outside the reply budget (an interaction's, after
+    /// it was acknowledged): through the same delivery as replies, so it
+    /// is paced, retried, and waited for at shutdown.
+    pub fn send_to_channel(&self, channel_id: u64, to_message: u64, text: String) {
+        self.send_reply(
+            &Incoming {
+                message_id: to_message,
+                channel_id,
+                guild_id: None,
+                author_id: 0,
+                content: String::new(),
+                manages_messages: false,
+            },
+            text,
+        );
     }
 
     /// Answers a refused, invalid or help command, within the reply budget;

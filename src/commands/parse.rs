@@ -9,6 +9,8 @@ pub const MAX_TARGET: u16 = 9999;
 pub enum Command {
     Count(u16),
     Stop,
+    /// What is counting in this channel.
+    Status,
     Help,
     Invalid(InvalidReason),
 }
@@ -16,7 +18,7 @@ pub enum Command {
 /// Why a message is not a command. The label is a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {
-    /// Not `count to`, `stop` or `help`.
+    /// Not `count to`, `stop`, `status` or `help`.
     UnknownCommand,
     /// `count to` without a number.
     MissingNumber,
@@ -66,6 +68,7 @@ pub fn parse(content: &str, bot_id: u64) -> Command {
     match words.as_slice() {
         [] | ["help"] => Command::Help,
         ["stop"] => Command::Stop,
+        ["status"] => Command::Status,
         ["count", "to"] => Command::Invalid(InvalidReason::MissingNumber),
         ["count", "to", n] => match parse_target(n) {
             Ok(n) => Command::Count(n),
@@ -128,6 +131,9 @@ mod tests {
             ("count to 5 please", Command::Invalid(UnknownCommand)),
             ("<@42> stop", Command::Stop),
             ("STOP", Command::Stop),
+            ("<@42> status", Command::Status),
+            ("  Status ", Command::Status),
+            ("status please", Command::Invalid(UnknownCommand)),
             ("<@42> help", Command::Help),
             ("<@42>", Command::Help),
             ("", Command::Help),

@@ -7,7 +7,9 @@ use crate::countdown::{Refusal, Stopped};
 pub fn usage() -> String {
     format!(
         "I count, one number per second. Mention me with `count to N` (N from 1 to {MAX_TARGET}) \
-         to start in this channel, or `stop` to stop. In a DM no mention is needed."
+         to start in this channel, `stop` to stop, or `status` to see what is counting. \
+         In a DM no mention is needed. The slash commands `/count`, `/stop` and `/status` \
+         do the same."
     )
 }
 
@@ -45,6 +47,31 @@ pub fn refused(
 }
 
 pub fn stopped(stopped: Stopped) -> String {
+    stopped_text(stopped)
+}
+
+pub fn not_allowed() -> String {
+    "Only the person who started this countdown, or a member who can manage messages here, \
+     can stop it."
+        .to_owned()
+}
+
+/// A Stop button of a countdown that is over.
+pub fn already_finished() -> String {
+    "That countdown has already finished.".to_owned()
+}
+
+/// The public answer to `/count`: who started what.
+pub fn started(user_id: u64, target: u16) -> String {
+    format!("<@{user_id}> started a countdown to {target}.")
+}
+
+/// The public answer to `/stop` or the Stop button.
+pub fn stopped_by(user_id: u64, stopped: Stopped) -> String {
+    format!("{} (stopped by <@{user_id}>)", stopped_text(stopped))
+}
+
+fn stopped_text(stopped: Stopped) -> String {
     if stopped.last_sent == 0 {
         "Stopped before the first number.".to_owned()
     } else {
@@ -54,6 +81,11 @@ pub fn stopped(stopped: Stopped) -> String {
 
 pub fn not_counting() -> String {
     "Nothing is counting here.".to_owned()
+}
+
+/// An interaction that arrives while the bot is stopping (or not ready).
+pub fn restarting() -> String {
+    "I'm restarting. Please try again in a few seconds.".to_owned()
 }
 
 pub fn database_down() -> String {

@@ -102,6 +102,42 @@ pub struct Stopped {
     pub target: u16,
 }
 
+/// Why [`Scheduler::request_stop`] stopped nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRefused<E> {
+    /// Nothing counts in the channel (or another stop got there first).
+    NotCounting,
+    /// The caller's check refused the countdown that runs there.
+    Check(E),
+}
+
+/// A stop that was asked for; [`PendingStop::wait`] waits for the task.
+pub struct PendingStop {
+    live: Arc<Live>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+impl PendingStop {
+    pub fn task_id(&self) -> i64 {
+        self.live.spec.task_id
+    }
+
+    /// Waits until the countdown's task ended (its in-flight send done).
+    pub async fn wait(mut self) -> Stopped {
+        let _ = self.done.wait_for(|ended| *ended).await;
+        self.snapshot()
+    }
+
+    /// Where the countdown is now (it may still send the number in flight).
+    pub fn snapshot(&self) -> Stopped {
+        Stopped {
+            task_id: self.live.spec.task_id,
+            last_sent: self.live.last_sent(),
+            target: self.live.spec.target,
+        }
+    }
+}
+
 impl Inner {
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
         self.slots.lock().expect("scheduler state poisoned")
@@ -245,20 +281,35 @@ impl Scheduler {
     /// `countdown_cancelled_total` counts the countdown once (found by
     /// `tests/faults_abuse.rs`: 30 stops gave 30 "Stopped" replies).
     pub async fn stop(&self, channel_id: u64) -> Option<Stopped> {
-        let (live, mut done) = {
-            let slots = self.inner.slots();
-            let slot = slots.get(&channel_id)?;
-            (slot.live.clone()?, slot.done.clone()?)
-        };
-        if !live.request_stop() {
-            return None;
+        match self.request_stop(channel_id, |_| Ok::<(), ()>(())) {
+            Ok(pending) => Some(pending.wait().await),
+            Err(_) => None,
         }
-        let _ = done.wait_for(|ended| *ended).await;
-        Some(Stopped {
-            task_id: live.spec.task_id,
-            last_sent: live.last_sent(),
-            target: live.spec.target,
-        })
+    }
+
+    /// Asks the countdown of `channel_id` to stop if `check` accepts it
+    /// (the stop policy, the task id of a Stop button), without waiting for
+    /// its task to end: an interaction must be answered within 3 s, and an
+    /// in-flight send may take longer. Only the first of concurrent stops
+    /// gets a [`PendingStop`]; the others find it stopping.
+    pub fn request_stop<E>(
+        &self,
+        channel_id: u64,
+        check: impl FnOnce(&CountdownSpec) -> Result<(), E>,
+    ) -> Result<PendingStop, StopRefused<E>> {
+        let (live, done) = {
+            let slots = self.inner.slots();
+            let slot = slots.get(&channel_id).ok_or(StopRefused::NotCounting)?;
+            match (slot.live.clone(), slot.done.clone()) {
+                (Some(live), Some(done)) => (live, done),
+                _ => return Err(StopRefused::NotCounting),
+            }
+        };
+        check(&live.spec).map_err(StopRefused::Check)?;
+        if !live.request_stop() {
+            return Err(StopRefused::NotCounting);
+        }
+        Ok(PendingStop { live, done })
     }
 
     /// Cancels every countdown and waits (at most `grace`) for their tasks

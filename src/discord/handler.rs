@@ -1,10 +1,17 @@
-//! Gateway events in: READY starts the resume, messages become commands,
-//! connection stages drive `/readyz`.
+//! Gateway events in: READY starts the resume and the slash command
+//! registration, messages become commands, interactions go to
+//! [`Interactions`], connection stages drive `/readyz`.
 
-use serenity::all::{ConnectionStage, Context, EventHandler, Message, Ready, ResumedEvent};
+use serenity::all::{
+    ConnectionStage, Context, EventHandler, Interaction, Message, Ready, ResumedEvent,
+};
 use serenity::async_trait;
 use serenity::gateway::ShardStageUpdateEvent;
 
+use super::interactions::Interactions;
+use super::permissions;
+use super::registration::Registration;
+use crate::commands::policy::StopPolicy;
 use crate::commands::{CommandService, Incoming};
 use crate::resume::Resumer;
 use crate::server::Readiness;
@@ -13,11 +20,13 @@ pub struct Handler {
     pub commands: CommandService,
     pub resumer: Resumer,
     pub readiness: Readiness,
+    pub interactions: Interactions,
+    pub registration: Registration,
 }
 
 #[async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, _ctx: Context, ready: Ready) {
+    async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(
             user = %ready.user.name,
             guilds = ready.guilds.len(),
@@ -30,6 +39,11 @@ impl EventHandler for Handler {
         // already runs here is skipped, so nothing starts twice.
         let resumer = self.resumer.clone();
         tokio::spawn(async move { resumer.resume_all().await });
+        self.registration.start(ctx.http.clone());
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        self.interactions.handle(&ctx, interaction).await;
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
@@ -47,10 +61,24 @@ impl EventHandler for Handler {
         }
     }
 
-    async fn message(&self, _ctx: Context, msg: Message) {
+    async fn message(&self, ctx: Context, msg: Message) {
         if msg.author.bot || msg.webhook_id.is_some() {
             return;
         }
+        // Only a policy that asks needs the author's permissions (a cache
+        // lookup, no request).
+        let manages_messages = match msg.guild_id {
+            Some(guild_id) if self.commands.stop_policy() == StopPolicy::StarterOrManager => {
+                permissions::manages_messages(
+                    &ctx.cache,
+                    guild_id,
+                    msg.channel_id,
+                    msg.author.id,
+                    msg.member.as_deref(),
+                )
+            }
+            _ => false,
+        };
         self.commands
             .handle(Incoming {
                 message_id: msg.id.get(),
@@ -58,6 +86,7 @@ impl EventHandler for Handler {
                 guild_id: msg.guild_id.map(|g| g.get()),
                 author_id: msg.author.id.get(),
                 content: msg.content,
+                manages_messages,
             })
             .await;
     }

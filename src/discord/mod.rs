@@ -4,7 +4,16 @@
 //! - [`sender`]: posts messages with nonces and reads Discord's rate-limit
 //!   answers (implements the scheduler's [`MessageSink`](crate::countdown::sink::MessageSink)).
 //! - [`handler`]: gateway events in, commands out.
+//! - [`interactions`]: slash commands and the Stop button, answered within
+//!   Discord's 3 s window.
+//! - [`registration`]: the slash commands, registered at start.
+//! - [`components`]: the Stop button and its custom id.
+//! - [`permissions`]: a member's Manage Messages, from serenity's cache.
 
 pub mod client;
+pub mod components;
 pub mod handler;
+pub mod interactions;
+pub mod permissions;
+pub mod registration;
 pub mod sender;

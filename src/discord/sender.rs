@@ -14,6 +14,7 @@ use serenity::all::{
     MessageReference, MessageReferenceKind, Nonce, Request, Route,
 };
 
+use super::components;
 use crate::countdown::sink::{Delivered, MessageSink, Outgoing, SendError};
 
 pub struct DiscordSink {
@@ -30,13 +31,17 @@ impl DiscordSink {
 }
 
 /// The JSON body of a message: never pings anyone, always carries a nonce
-/// Discord enforces, so a repeated request cannot post twice.
+/// Discord enforces, so a repeated request cannot post twice. Number 1 of
+/// every countdown carries its Stop button (see [`super::components`]).
 pub fn message_body(channel_id: ChannelId, message: &Outgoing) -> CreateMessage {
     let builder = CreateMessage::new()
         .nonce(Nonce::String(message.nonce()))
         .enforce_nonce(true)
         .allowed_mentions(CreateAllowedMentions::new().replied_user(false));
     match message {
+        Outgoing::Number { task_id, k: 1 } => builder
+            .content("1")
+            .components(vec![components::stop_row(*task_id)]),
         Outgoing::Number { k, .. } => builder.content(k.to_string()),
         Outgoing::Reply { to_message, text } => builder.content(text).reference_message(
             MessageReference::new(MessageReferenceKind::Default, channel_id)
@@ -165,6 +170,20 @@ mod tests {
         assert_eq!(body["enforce_nonce"], true);
         assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
         assert_eq!(body["allowed_mentions"]["replied_user"], false);
+        assert!(body.get("components").is_none(), "only number 1 has a button");
+    }
+
+    #[test]
+    fn number_one_carries_the_stop_button_of_its_countdown() {
+        let body = serde_json::to_value(message_body(
+            ChannelId::new(5),
+            &Outgoing::Number { task_id: 42, k: 1 },
+        ))
+        .unwrap();
+        assert_eq!(body["content"], "1");
+        assert_eq!(body["nonce"], "42:1");
+        assert_eq!(body["components"][0]["components"][0]["custom_id"], "stop:42");
+        assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct NewTask {
     pub guild_id: Option<u64>,
     pub user_id: u64,
     pub target: u16,
+    /// `mention`, `dm` or `slash` (`tasks.source`).
+    pub source: &'static str,
 }
 
 const COLUMNS: &str = "id, channel_id, guild_id, user_id, target, last_sent, created_at";
@@ -77,8 +79,8 @@ const COLUMNS: &str = "id, channel_id, guild_id, user_id, target, last_sent, cre
 pub async fn insert(pool: &Pool, task: &NewTask) -> Result<TaskRow, StorageError> {
     let client = pool.get().await?;
     let sql = format!(
-        "INSERT INTO tasks (channel_id, guild_id, user_id, target) VALUES ($1, $2, $3, $4) \
-         RETURNING {COLUMNS}"
+        "INSERT INTO tasks (channel_id, guild_id, user_id, target, source) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
     let row = client
         .query_one(
@@ -88,6 +90,7 @@ pub async fn insert(pool: &Pool, task: &NewTask) -> Result<TaskRow, StorageError
                 &task.guild_id.map(db_id),
                 &db_id(task.user_id),
                 &i32::from(task.target),
+                &task.source,
             ],
         )
         .await

@@ -1,0 +1,276 @@
+//! Interactions: the slash commands `/count n`, `/stop`, `/status` and the
+//! Stop button, answered within Discord's 3 s window.
+//!
+//! The decisions are the mention grammar's ([`CommandService`]: the same
+//! admission, caps, stop policy, rows and metrics); only the answers
+//! differ:
+//! - `/count` answers with a public message naming who started the
+//!   countdown (type 4), after its row is written; the numbers then go out
+//!   as ordinary messages through the scheduler.
+//! - `/stop` answers publicly where the countdown stopped (it waits at most
+//!   [`STOP_WAIT`] for an in-flight number).
+//! - The Stop button is acknowledged with type 7 (UPDATE_MESSAGE) and no
+//!   components: the button disappears from number 1 at once, in the same
+//!   request, and there is no "loading" state to clean up later. Where the
+//!   countdown stopped is then posted as a reply to number 1.
+//! - Refusals (busy channel, caps, nothing to stop, not allowed, database
+//!   down, an old button) and `/status` are ephemeral (flags 64): only the
+//!   user who asked sees them.
+//!
+//! Interaction responses are not bound by the bot's global rate limit (a
+//! Discord rule), and an unanswered interaction shows the user an error, so
+//! they bypass the pacer and the reply budget: every interaction gets
+//! exactly one answer. Every answer has `allowed_mentions` empty.
+
+use std::time::Duration;
+
+use serenity::all::{
+    CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
+    CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseMessage,
+    Interaction,
+};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::components;
+use crate::commands::parse::{InvalidReason, MAX_TARGET};
+use crate::commands::{
+    policy, replies, status, CommandService, CountOutcome, Origin, Source, StopOutcome,
+};
+
+/// How long `/stop` waits for the countdown's task before it answers: a
+/// number in flight is let finish, and the answer should say where it
+/// stopped; the window is 3 s.
+pub const STOP_WAIT: Duration = Duration::from_millis(1500);
+/// Answers later than this after the interaction arrived are logged: past
+/// 3 s Discord refuses them (10062 Unknown interaction).
+const SLOW_ANSWER: Duration = Duration::from_millis(2500);
+
+#[derive(Clone)]
+pub struct Interactions {
+    commands: CommandService,
+}
+
+/// One answer to an interaction.
+enum Answer {
+    /// Type 4, visible to the channel.
+    Public(String),
+    /// Type 4 with flags 64, visible to the user who asked only.
+    Ephemeral(String),
+    /// Type 7: update the message the button is on, without components.
+    RemoveButton,
+}
+
+impl Interactions {
+    pub fn new(commands: CommandService) -> Self {
+        Interactions { commands }
+    }
+
+    pub async fn handle(&self, ctx: &Context, interaction: Interaction) {
+        let arrived = Instant::now();
+        match interaction {
+            Interaction::Command(command) => {
+                let span = tracing::info_span!(
+                    "interaction",
+                    kind = "command",
+                    name = %command.data.name,
+                    channel_id = command.channel_id.get(),
+                    interaction_id = command.id.get(),
+                    task_id = tracing::field::Empty
+                );
+                async {
+                    let answer = self.command(&command).await;
+                    let response = response(answer);
+                    let outcome = command.create_response(&ctx.http, response).await;
+                    log_answer(outcome, arrived);
+                }
+                .instrument(span)
+                .await
+            }
+            Interaction::Component(press) => {
+                let span = tracing::info_span!(
+                    "interaction",
+                    kind = "component",
+                    custom_id = %press.data.custom_id,
+                    channel_id = press.channel_id.get(),
+                    interaction_id = press.id.get(),
+                    task_id = tracing::field::Empty
+                );
+                async {
+                    let (answer, then) = self.press(&press);
+                    let outcome = press.create_response(&ctx.http, response(answer)).await;
+                    log_answer(outcome, arrived);
+                    if let Some(pending) = then {
+                        // After the acknowledgement: the in-flight number may
+                        // take longer than the window.
+                        let stopped = pending.wait().await;
+                        let user = press.user.id.get();
+                        self.commands.send_to_channel(
+                            press.channel_id.get(),
+                            press.message.id.get(),
+                            replies::stopped_by(user, stopped),
+                        );
+                    }
+                }
+                .instrument(span)
+                .await
+            }
+            other => {
+                tracing::debug!(kind = ?other.kind(), "interaction ignored");
+            }
+        }
+    }
+
+    async fn command(&self, command: &CommandInteraction) -> Answer {
+        let origin = Origin {
+            source: Source::Slash,
+            channel_id: command.channel_id.get(),
+            guild_id: command.guild_id.map(|g| g.get()),
+            user_id: command.user.id.get(),
+            manages_messages: command
+                .member
+                .as_ref()
+                .and_then(|m| m.permissions)
+                .is_some_and(|p| policy::manages_messages(p.bits())),
+            content: describe(command),
+        };
+        if !self.commands.accepting() {
+            return Answer::Ephemeral(replies::restarting());
+        }
+        match command.data.name.as_str() {
+            "count" => {
+                let n = command.data.options.iter().find_map(|o| match o.value {
+                    CommandDataOptionValue::Integer(n) if o.name == "n" => Some(n),
+                    _ => None,
+                });
+                let target = match n {
+                    None => {
+                        self.commands.invalid(&origin, InvalidReason::MissingNumber);
+                        return Answer::Ephemeral(replies::invalid(InvalidReason::MissingNumber));
+                    }
+                    // Discord checks the range it was told; the bot checks
+                    // again (an old registration, a forged request).
+                    Some(n) if !(1..=i64::from(MAX_TARGET)).contains(&n) => {
+                        self.commands.invalid(&origin, InvalidReason::OutOfRange);
+                        return Answer::Ephemeral(replies::invalid(InvalidReason::OutOfRange));
+                    }
+                    Some(n) => n as u16,
+                };
+                match self.commands.count(&origin, target).await {
+                    CountOutcome::Started { task_id } => {
+                        tracing::Span::current().record("task_id", task_id);
+                        Answer::Public(replies::started(origin.user_id, target))
+                    }
+                    CountOutcome::Refused { refusal, running } => Answer::Ephemeral(
+                        replies::refused(refusal, self.commands.limits(), running),
+                    ),
+                    CountOutcome::DatabaseDown => Answer::Ephemeral(replies::database_down()),
+                    CountOutcome::NotNow => Answer::Ephemeral(replies::restarting()),
+                }
+            }
+            "stop" => match self.commands.stop(&origin, None) {
+                StopOutcome::Stopping(pending) => {
+                    let stopped = CommandService::stopped_within(pending, STOP_WAIT).await;
+                    Answer::Public(replies::stopped_by(origin.user_id, stopped))
+                }
+                StopOutcome::NotCounting | StopOutcome::AlreadyFinished => {
+                    Answer::Ephemeral(replies::not_counting())
+                }
+                StopOutcome::NotAllowed => Answer::Ephemeral(replies::not_allowed()),
+                StopOutcome::NotNow => Answer::Ephemeral(replies::restarting()),
+            },
+            "status" => {
+                let snapshot = self.commands.status(&origin);
+                Answer::Ephemeral(status::text(snapshot, chrono::Utc::now().timestamp()))
+            }
+            other => {
+                tracing::warn!(name = other, "unknown slash command (an old registration?)");
+                Answer::Ephemeral(replies::usage())
+            }
+        }
+    }
+
+    /// A button press: the answer now, and the stop to report once it ended.
+    fn press(
+        &self,
+        press: &ComponentInteraction,
+    ) -> (Answer, Option<crate::countdown::PendingStop>) {
+        let Some(task_id) = components::parse_stop_custom_id(&press.data.custom_id) else {
+            tracing::warn!("unknown button");
+            return (Answer::Ephemeral(replies::already_finished()), None);
+        };
+        tracing::Span::current().record("task_id", task_id);
+        if !self.commands.accepting() {
+            return (Answer::Ephemeral(replies::restarting()), None);
+        }
+        let origin = Origin {
+            source: Source::Button,
+            channel_id: press.channel_id.get(),
+            guild_id: press.guild_id.map(|g| g.get()),
+            user_id: press.user.id.get(),
+            manages_messages: press
+                .member
+                .as_ref()
+                .and_then(|m| m.permissions)
+                .is_some_and(|p| policy::manages_messages(p.bits())),
+            content: format!("[Stop button {}]", press.data.custom_id),
+        };
+        match self.commands.stop(&origin, Some(task_id)) {
+            StopOutcome::Stopping(pending) => (Answer::RemoveButton, Some(pending)),
+            StopOutcome::NotCounting | StopOutcome::AlreadyFinished => {
+                (Answer::Ephemeral(replies::already_finished()), None)
+            }
+            StopOutcome::NotAllowed => (Answer::Ephemeral(replies::not_allowed()), None),
+            StopOutcome::NotNow => (Answer::Ephemeral(replies::restarting()), None),
+        }
+    }
+}
+
+/// The slash command as the user typed it, e.g. `/count n:20`.
+fn describe(command: &CommandInteraction) -> String {
+    let mut text = format!("/{}", command.data.name);
+    for option in &command.data.options {
+        let value = match &option.value {
+            CommandDataOptionValue::Integer(n) => n.to_string(),
+            CommandDataOptionValue::String(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        text.push_str(&format!(" {}:{value}", option.name));
+    }
+    text
+}
+
+fn response(answer: Answer) -> CreateInteractionResponse {
+    let message = || CreateInteractionResponseMessage::new().allowed_mentions(no_pings());
+    match answer {
+        Answer::Public(text) => CreateInteractionResponse::Message(message().content(text)),
+        Answer::Ephemeral(text) => {
+            CreateInteractionResponse::Message(message().content(text).ephemeral(true))
+        }
+        Answer::RemoveButton => {
+            CreateInteractionResponse::UpdateMessage(message().components(Vec::new()))
+        }
+    }
+}
+
+fn no_pings() -> CreateAllowedMentions {
+    CreateAllowedMentions::new()
+        .empty_users()
+        .empty_roles()
+        .replied_user(false)
+}
+
+fn log_answer(outcome: serenity::Result<()>, arrived: Instant) {
+    let took = arrived.elapsed();
+    match outcome {
+        Ok(()) if took > SLOW_ANSWER => {
+            tracing::warn!(took_ms = took.as_millis() as u64, "interaction answered late")
+        }
+        Ok(()) => tracing::debug!(took_ms = took.as_millis() as u64, "interaction answered"),
+        Err(error) => tracing::warn!(
+            %error,
+            took_ms = took.as_millis() as u64,
+            "interaction answer refused"
+        ),
+    }
+}
