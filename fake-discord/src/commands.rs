@@ -1,5 +1,7 @@
 //! Application commands: `PUT`/`GET /applications/{id}/commands` (and the
 //! guild variant) echo and remember the commands with ids, as Discord does.
+//! A bulk overwrite (`PUT`) replaces the scope's list; `fail_command_registration`
+//! makes the next ones answer 500.
 
 use std::sync::Arc;
 
@@ -60,11 +62,20 @@ fn put_commands(shared: &Shared, guild_id: Option<u64>, body: &Bytes) -> Respons
         ));
     };
     let mut w = shared.world();
+    if w.fail_commands > 0 {
+        w.fail_commands -= 1;
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &payloads::error_body(0, "500: Internal Server Error"),
+        );
+    }
     let out: Vec<Value> = list
         .into_iter()
         .map(|c| command_object(&mut w, shared.application_id, guild_id, c))
         .collect();
     w.commands.insert(guild_id, out.clone());
+    drop(w);
+    shared.bump_events();
     json_response(StatusCode::OK, &Value::Array(out))
 }
 

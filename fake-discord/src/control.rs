@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::gateway;
+use crate::interactions::{self, InteractionRef};
 use crate::rest::{json_response, snowflake_of};
 use crate::state::{Author, PostedMessage, Shared};
 
@@ -35,6 +36,11 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/dm", post(open_dm))
         .route("/ready", get(ready))
         .route("/guilds", get(guilds))
+        .route("/interactions/command", post(inject_command))
+        .route("/interactions/component", post(inject_press))
+        .route("/interactions", get(interaction_responses))
+        .route("/commands", get(registered_commands))
+        .route("/fail_commands", post(fail_commands))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -70,6 +76,7 @@ fn message_json(m: &PostedMessage) -> Value {
         "content": m.content,
         "nonce": m.nonce,
         "enforce_nonce": m.enforce_nonce,
+        "components": m.components,
         "at_ms": m.at_ms,
     })
 }
@@ -292,4 +299,104 @@ async fn guilds(State(shared): State<Arc<Shared>>) -> Response {
         .map(|g| json!({ "id": g.id, "channels": g.channels }))
         .collect();
     json_response(StatusCode::OK, &Value::Array(list))
+}
+
+/// The user of an interaction body: `user_id`, optional `roles` (ids).
+fn invoker(v: &Value) -> Result<Author, Bad> {
+    let user_id = field_u64(v, "user_id")?;
+    let roles: Vec<u64> = v
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(|x| snowflake_of(Some(x))).collect())
+        .unwrap_or_default();
+    Ok(Author::user(user_id).with_roles(&roles))
+}
+
+fn dispatched(result: anyhow::Result<InteractionRef>) -> Response {
+    match result {
+        Ok(r) => json_response(StatusCode::OK, &json!({ "id": r.id, "token": r.token })),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+/// `POST /_test/interactions/command {channel_id, user_id, name, options?, roles?}`
+/// → `{id, token}`: a slash command (INTERACTION_CREATE type 2).
+async fn inject_command(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
+    let parsed = body_json(&raw).and_then(|v| {
+        let channel_id = field_u64(&v, "channel_id")?;
+        let author = invoker(&v)?;
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("`name` (string) is required")?
+            .to_owned();
+        let options = v.get("options").cloned().unwrap_or_else(|| json!([]));
+        Ok((channel_id, author, name, options))
+    });
+    match parsed {
+        Ok((channel_id, author, name, options)) => dispatched(interactions::slash_command(
+            &shared, channel_id, &author, &name, options,
+        )),
+        Err(e) => bad(e),
+    }
+}
+
+/// `POST /_test/interactions/component {channel_id, user_id, message_id, custom_id, roles?}`
+/// → `{id, token}`: a button press (INTERACTION_CREATE type 3).
+async fn inject_press(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
+    let parsed = body_json(&raw).and_then(|v| {
+        let channel_id = field_u64(&v, "channel_id")?;
+        let message_id = field_u64(&v, "message_id")?;
+        let author = invoker(&v)?;
+        let custom_id = v
+            .get("custom_id")
+            .and_then(Value::as_str)
+            .ok_or("`custom_id` (string) is required")?
+            .to_owned();
+        Ok((channel_id, message_id, author, custom_id))
+    });
+    match parsed {
+        Ok((channel_id, message_id, author, custom_id)) => dispatched(interactions::press_button(
+            &shared, channel_id, &author, message_id, &custom_id,
+        )),
+        Err(e) => bad(e),
+    }
+}
+
+/// `GET /_test/interactions`: every callback, `[{interaction_id, channel_id,
+/// type, flags, content, components, allowed_mentions, body, status, elapsed_ms}]`.
+async fn interaction_responses(State(shared): State<Arc<Shared>>) -> Response {
+    let list = shared.world().interaction_responses.clone();
+    json_response(StatusCode::OK, &json!(list))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Scope {
+    guild_id: Option<u64>,
+}
+
+/// `GET /_test/commands[?guild_id=G]`: the registered commands (global
+/// without `guild_id`).
+async fn registered_commands(
+    State(shared): State<Arc<Shared>>,
+    Query(scope): Query<Scope>,
+) -> Response {
+    let list = shared
+        .world()
+        .commands
+        .get(&scope.guild_id)
+        .cloned()
+        .unwrap_or_default();
+    json_response(StatusCode::OK, &Value::Array(list))
+}
+
+/// `POST /_test/fail_commands {n}`: the next `n` bulk overwrites answer 500.
+async fn fail_commands(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
+    match body_json(&raw).and_then(|v| field_u64(&v, "n")) {
+        Ok(n) => {
+            shared.world().fail_commands = n as usize;
+            ok()
+        }
+        Err(e) => bad(e),
+    }
 }

@@ -376,8 +376,11 @@ pub(crate) fn inject_message(
     } else {
         payloads::user(author.id, &author.name, author.bot)
     };
-    let member =
-        (guild_id.is_some() && !author.webhook).then(|| payloads::member(None, &shared.joined_at));
+    let member = (guild_id.is_some() && !author.webhook).then(|| {
+        let mut m = payloads::member(None, &shared.joined_at);
+        m["roles"] = payloads::role_ids(&author.roles);
+        m
+    });
     let msg = payloads::message(payloads::MessageView {
         id,
         channel_id,

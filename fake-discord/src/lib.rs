@@ -15,6 +15,7 @@
 mod commands;
 mod control;
 mod gateway;
+mod interactions;
 mod messages;
 mod payloads;
 mod ratelimit;
@@ -29,7 +30,8 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::Router;
 
-pub use state::{Author, PostedMessage, RequestRecord, Stats};
+pub use interactions::InteractionRef;
+pub use state::{Author, InteractionResponse, PostedMessage, RequestRecord, Stats};
 
 use state::Shared;
 
@@ -61,6 +63,9 @@ pub struct FakeConfig {
     /// Dispatch MESSAGE_CREATE for the bot's own messages, as Discord does
     /// (default true).
     pub echo_own_messages: bool,
+    /// How long an interaction may wait for its callback before the fake
+    /// answers 404 Unknown interaction (10062), as Discord does after 3 s.
+    pub interaction_window: Duration,
 }
 
 impl Default for FakeConfig {
@@ -81,6 +86,7 @@ impl Default for FakeConfig {
             nonce_ttl: Duration::from_secs(300),
             privileged_intents: 0,
             echo_own_messages: true,
+            interaction_window: Duration::from_secs(3),
         }
     }
 }
@@ -269,6 +275,97 @@ impl FakeDiscord {
         content: &str,
     ) -> anyhow::Result<u64> {
         gateway::inject_message(self.shared(), channel_id, &author, content)
+    }
+
+    /// Dispatches INTERACTION_CREATE for the slash command `name` typed by
+    /// `author` in `channel_id`; `options` in Discord's shape, e.g.
+    /// `json!([{"name": "n", "type": 4, "value": 20}])`. In a guild the
+    /// member carries `author.roles` and its resolved `permissions`.
+    pub fn slash_command(
+        &self,
+        channel_id: u64,
+        author: Author,
+        name: &str,
+        options: serde_json::Value,
+    ) -> anyhow::Result<InteractionRef> {
+        interactions::slash_command(self.shared(), channel_id, &author, name, options)
+    }
+
+    /// Dispatches INTERACTION_CREATE for `author` pressing the button
+    /// `custom_id` on the bot's message `message_id`.
+    pub fn press_button(
+        &self,
+        channel_id: u64,
+        author: Author,
+        message_id: u64,
+        custom_id: &str,
+    ) -> anyhow::Result<InteractionRef> {
+        interactions::press_button(self.shared(), channel_id, &author, message_id, custom_id)
+    }
+
+    /// Every interaction callback received, in order.
+    pub fn interaction_responses(&self) -> Vec<InteractionResponse> {
+        self.shared().world().interaction_responses.clone()
+    }
+
+    /// Waits (woken by each callback) for the first callback of
+    /// interaction `id`, accepted or not.
+    pub async fn wait_interaction_response(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<InteractionResponse> {
+        let found = self
+            .shared()
+            .wait_event(timeout, |w| {
+                w.interaction_responses
+                    .iter()
+                    .find(|r| r.interaction_id == id)
+                    .cloned()
+            })
+            .await;
+        found.ok_or_else(|| {
+            anyhow::anyhow!("fake-discord: no answer to interaction {id} within {timeout:?}")
+        })
+    }
+
+    /// The commands registered for `guild` (`None`: global), as the fake
+    /// stored them (with ids).
+    pub fn registered_commands(&self, guild: Option<u64>) -> Vec<serde_json::Value> {
+        self.shared()
+            .world()
+            .commands
+            .get(&guild)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until commands are registered for `guild` (`None`: global).
+    pub async fn wait_registered_commands(
+        &self,
+        guild: Option<u64>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let found = self
+            .shared()
+            .wait_event(timeout, |w| {
+                w.commands.get(&guild).filter(|c| !c.is_empty()).cloned()
+            })
+            .await;
+        found.ok_or_else(|| {
+            anyhow::anyhow!("fake-discord: no commands registered for {guild:?} within {timeout:?}")
+        })
+    }
+
+    /// The next `n` bulk overwrites of application commands answer 500.
+    pub fn fail_command_registration(&self, n: usize) {
+        self.shared().world().fail_commands = n;
+    }
+
+    /// The id of guild `guild_id`'s "Moderator" role, which grants Manage
+    /// Messages (give it with [`Author::with_roles`]).
+    pub fn manager_role(&self, guild_id: u64) -> u64 {
+        payloads::manager_role_id(guild_id)
     }
 
     /// The DM channel with `user_id` (created on first call).

@@ -36,6 +36,37 @@ pub(crate) const EVERYONE_PERMISSIONS: u64 = 1 // CREATE_INSTANT_INVITE
     | (1 << 26) // CHANGE_NICKNAME
     | (1 << 38); // SEND_MESSAGES_IN_THREADS
 
+/// Discord's MANAGE_MESSAGES permission bit.
+pub(crate) const MANAGE_MESSAGES: u64 = 1 << 13;
+
+/// Every fake guild has a "Moderator" role with MANAGE_MESSAGES; its id is
+/// this plus the guild id (no channel or guild id comes near it).
+const MANAGER_ROLE_BASE: u64 = 800_000_000_000_000_000;
+
+pub(crate) fn manager_role_id(guild_id: u64) -> u64 {
+    MANAGER_ROLE_BASE + guild_id
+}
+
+/// A member's permissions in a fake guild channel (no overwrites exist):
+/// `@everyone`'s, plus MANAGE_MESSAGES with the Moderator role.
+pub(crate) fn member_permissions(guild_id: u64, roles: &[u64]) -> u64 {
+    if roles.contains(&manager_role_id(guild_id)) {
+        EVERYONE_PERMISSIONS | MANAGE_MESSAGES
+    } else {
+        EVERYONE_PERMISSIONS
+    }
+}
+
+/// The Moderator role of a guild (Manage Messages).
+pub(crate) fn manager_role(guild_id: u64) -> Value {
+    let mut role = everyone_role(guild_id);
+    role["id"] = Value::from(manager_role_id(guild_id).to_string());
+    role["name"] = Value::from("Moderator");
+    role["position"] = Value::from(1);
+    role["permissions"] = Value::from((EVERYONE_PERMISSIONS | MANAGE_MESSAGES).to_string());
+    role
+}
+
 /// The owner of every fake guild (a human, never the bot).
 pub(crate) const GUILD_OWNER_ID: u64 = 100_000_000_000_000_001;
 
@@ -187,6 +218,11 @@ pub(crate) fn member(user: Option<Value>, joined_at: &str) -> Value {
     m
 }
 
+/// Role ids as Discord lists them (strings).
+pub(crate) fn role_ids(roles: &[u64]) -> Value {
+    Value::Array(roles.iter().map(|r| Value::from(r.to_string())).collect())
+}
+
 /// A guild text channel (type 0).
 pub(crate) fn guild_channel(guild_id: u64, channel_id: u64, position: usize) -> Value {
     json!({
@@ -250,7 +286,7 @@ pub(crate) fn guild_create(g: &GuildView<'_>) -> Value {
         "verification_level": 0,
         "default_message_notifications": 1,
         "explicit_content_filter": 0,
-        "roles": [everyone_role(g.id)],
+        "roles": [everyone_role(g.id), manager_role(g.id)],
         "emojis": [],
         "features": [],
         "mfa_level": 0,

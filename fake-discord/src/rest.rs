@@ -1,7 +1,8 @@
 //! The REST API under `/api/v10`: the router, the middleware in front of
 //! every route, and the small routes (gateway discovery, the bot user, the
 //! application, channels, DMs, typing). Message creation lives in
-//! `messages.rs`, application commands in `commands.rs`.
+//! `messages.rs`, application commands in `commands.rs`, interaction
+//! callbacks in `interactions.rs`.
 //!
 //! The middleware checks `Authorization: Bot …`, applies the global limit,
 //! adds the configured latency (after the request was processed, before the
@@ -47,6 +48,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route(
             "/applications/{app_id}/guilds/{guild_id}/commands",
             put(put_guild_commands).get(get_guild_commands),
+        )
+        .route(
+            "/interactions/{interaction_id}/{token}/callback",
+            post(crate::interactions::callback),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

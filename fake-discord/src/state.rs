@@ -26,6 +26,9 @@ pub struct Author {
     pub bot: bool,
     /// A webhook message: `webhook_id` is set (to `id`) and no `member` is sent.
     pub webhook: bool,
+    /// Role ids of the member in guilds (besides `@everyone`), e.g.
+    /// [`crate::FakeDiscord::manager_role`].
+    pub roles: Vec<u64>,
 }
 
 impl Author {
@@ -36,7 +39,14 @@ impl Author {
             name: format!("user{id}"),
             bot: false,
             webhook: false,
+            roles: Vec::new(),
         }
+    }
+
+    /// The same author, with these roles in every guild.
+    pub fn with_roles(mut self, roles: &[u64]) -> Self {
+        self.roles = roles.to_vec();
+        self
     }
 
     /// Another bot, named `bot<id>`.
@@ -46,6 +56,7 @@ impl Author {
             name: format!("bot{id}"),
             bot: true,
             webhook: false,
+            roles: Vec::new(),
         }
     }
 
@@ -56,6 +67,7 @@ impl Author {
             name: format!("webhook{id}"),
             bot: true,
             webhook: true,
+            roles: Vec::new(),
         }
     }
 }
@@ -178,6 +190,58 @@ pub(crate) struct World {
     pub gw: GatewayState,
     /// Registered application commands: `None` = global, `Some(guild)`.
     pub commands: HashMap<Option<u64>, Vec<Value>>,
+    /// Bulk overwrites of commands still to fail (`fail_command_registration`).
+    pub fail_commands: usize,
+    /// Interactions dispatched, by id, until answered or expired.
+    pub interactions: HashMap<u64, PendingInteraction>,
+    /// Every callback received, in order (accepted or not).
+    pub interaction_responses: Vec<InteractionResponse>,
+}
+
+/// An interaction dispatched to the bot.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingInteraction {
+    pub token: String,
+    pub channel_id: u64,
+    /// The message a pressed button is on.
+    pub message_id: Option<u64>,
+    pub dispatched: Instant,
+    pub answered: bool,
+}
+
+/// A callback (`POST /interactions/{id}/{token}/callback`) the bot made.
+#[derive(Clone, Debug, Serialize)]
+pub struct InteractionResponse {
+    pub interaction_id: u64,
+    pub channel_id: u64,
+    /// The response type: 4 message, 5 deferred, 6 deferred update, 7 update message.
+    #[serde(rename = "type")]
+    pub kind: u64,
+    /// `data.flags` (64: ephemeral).
+    pub flags: u64,
+    pub content: Option<String>,
+    pub components: Option<Value>,
+    pub allowed_mentions: Option<Value>,
+    /// The whole request body.
+    pub body: Value,
+    /// What the fake answered: 204, 404 (unknown or expired: code 10062),
+    /// 400 (already acknowledged: 40060, or a malformed body).
+    pub status: u16,
+    /// From the dispatch of INTERACTION_CREATE to the callback's arrival.
+    pub elapsed_ms: u64,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl InteractionResponse {
+    pub fn ephemeral(&self) -> bool {
+        self.flags & 64 != 0
+    }
+
+    /// Discord accepted it (within the window, first answer, valid body).
+    pub fn accepted(&self) -> bool {
+        self.status == 204
+    }
 }
 
 impl World {
@@ -199,6 +263,23 @@ impl World {
         self.by_channel.entry(m.channel_id).or_default().push(idx);
         self.messages.push(m);
         idx
+    }
+
+    /// An edit of a created message (an interaction's UPDATE_MESSAGE).
+    pub(crate) fn update_posted(
+        &mut self,
+        message_id: u64,
+        content: Option<&str>,
+        components: Option<&Value>,
+    ) {
+        if let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == message_id) {
+            if let Some(c) = content {
+                m.content = c.to_owned();
+            }
+            if let Some(c) = components {
+                m.components = Some(c.clone());
+            }
+        }
     }
 
     pub(crate) fn channel_messages(&self, channel_id: u64) -> Vec<PostedMessage> {
@@ -253,10 +334,14 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// When the bot "joined" every guild.
     pub joined_at: String,
+    /// How long an interaction may wait for its answer (Discord: 3 s).
+    pub interaction_window: Duration,
     world: Mutex<World>,
     /// Bumped on every created message.
     pub messages_tx: watch::Sender<u64>,
     pub gateway_tx: watch::Sender<GatewayStatus>,
+    /// Bumped on every interaction callback and command registration.
+    pub events_tx: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -278,6 +363,7 @@ impl Shared {
             addr,
             started: Instant::now(),
             joined_at: payloads::timestamp(joined),
+            interaction_window: config.interaction_window,
             world: Mutex::new(World {
                 last_snowflake: 0,
                 users: HashMap::new(),
@@ -293,9 +379,13 @@ impl Shared {
                 limits: Limits::new(config.global_limit, config.channel_limit),
                 gw: GatewayState::default(),
                 commands: HashMap::new(),
+                fail_commands: 0,
+                interactions: HashMap::new(),
+                interaction_responses: Vec::new(),
             }),
             messages_tx: watch::channel(0).0,
             gateway_tx: watch::channel(GatewayStatus::default()).0,
+            events_tx: watch::channel(0).0,
         }
     }
 
@@ -386,6 +476,34 @@ impl Shared {
         let mut rx = self.gateway_tx.subscribe();
         let outcome = tokio::time::timeout(timeout, rx.wait_for(pred)).await;
         matches!(outcome, Ok(Ok(_)))
+    }
+
+    /// Wakes everybody waiting for interaction answers or registrations.
+    pub(crate) fn bump_events(&self) {
+        self.events_tx.send_modify(|v| *v += 1);
+    }
+
+    /// Waits (woken by each callback or registration) until `check` finds
+    /// something in the world; `None` on timeout.
+    pub(crate) async fn wait_event<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&World) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.events_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if let Some(found) = check(&self.world()) {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
     }
 
     /// Wakes everybody waiting for messages.
