@@ -670,6 +670,9 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
             "{command}"
         );
     }
+    let by_source = "Commands per minute, by source";
+    assert!(value(by_source, "A", Some(("source", "mention"))) > 0.0);
+    assert_eq!(value(by_source, "A", Some(("source", "button"))), 0.0);
     let invalid = "Invalid commands per minute, by reason";
     assert!(value(invalid, "A", Some(("reason", "out_of_range"))) > 0.0);
     assert!(value(invalid, "A", Some(("reason", "not_a_number"))) > 0.0);

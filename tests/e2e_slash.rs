@@ -72,15 +72,25 @@ async fn slash_count_is_answered_in_time_then_counts_with_a_stop_button() {
     let names: Vec<&str> = commands.iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(names, ["count", "stop", "status"]);
     let n = &commands[0]["options"][0];
-    assert_eq!((n["name"].as_str(), n["type"].as_u64()), (Some("n"), Some(4)));
-    assert_eq!((n["min_value"].as_u64(), n["max_value"].as_u64()), (Some(1), Some(9999)));
+    assert_eq!(
+        (n["name"].as_str(), n["type"].as_u64()),
+        (Some("n"), Some(4))
+    );
+    assert_eq!(
+        (n["min_value"].as_u64(), n["max_value"].as_u64()),
+        (Some(1), Some(9999))
+    );
     assert_eq!(n["required"], true);
     let guild = fake.guilds()[0].id;
     assert!(fake.registered_commands(Some(guild)).is_empty());
 
     let ch = channel(&fake, 0, 0);
     let answer = slash_count(&fake, ch, user(), 3).await;
-    assert_answer(&answer, false, &format!("<@{USER}> started a countdown to 3."));
+    assert_answer(
+        &answer,
+        false,
+        &format!("<@{USER}> started a countdown to 3."),
+    );
 
     let msgs = wait_messages(&fake, ch, 3).await;
     assert_eq!(numbers(&msgs), one_to(3));
@@ -91,7 +101,10 @@ async fn slash_count_is_answered_in_time_then_counts_with_a_stop_button() {
     assert_eq!(rows, [(rows[0].0, "slash".to_owned(), USER as i64)]);
     assert_eq!(button_ids(&msgs[0]), [format!("stop:{}", rows[0].0)]);
     let button = &msgs[0].components.as_ref().unwrap()[0]["components"][0];
-    assert_eq!((button["style"].as_u64(), button["label"].as_str()), (Some(4), Some("Stop")));
+    assert_eq!(
+        (button["style"].as_u64(), button["label"].as_str()),
+        (Some(4), Some("Stop"))
+    );
     assert!(button_ids(&msgs[1]).is_empty() && button_ids(&msgs[2]).is_empty());
     db.wait_tasks("finished", |t| t.len() == 1 && t[0].0 == "finished")
         .await;
@@ -99,7 +112,11 @@ async fn slash_count_is_answered_in_time_then_counts_with_a_stop_button() {
     // A DM works the same (the payload has a user, no member).
     let dm = fake.open_dm(USER).await;
     let answer = slash_count(&fake, dm, user(), 2).await;
-    assert_answer(&answer, false, &format!("<@{USER}> started a countdown to 2."));
+    assert_answer(
+        &answer,
+        false,
+        &format!("<@{USER}> started a countdown to 2."),
+    );
     assert_eq!(numbers(&wait_messages(&fake, dm, 2).await), one_to(2));
 
     assert_eq!(bot.metric(&sample("slash", "count")).await, 2.0);
@@ -126,8 +143,16 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     let ch = channel(&fake, 1, 0);
 
     let idle = "Nothing is counting here.";
-    assert_answer(&slash(&fake, ch, user(), "stop", json!([])).await, true, idle);
-    assert_answer(&slash(&fake, ch, user(), "status", json!([])).await, true, idle);
+    assert_answer(
+        &slash(&fake, ch, user(), "stop", json!([])).await,
+        true,
+        idle,
+    );
+    assert_answer(
+        &slash(&fake, ch, user(), "status", json!([])).await,
+        true,
+        idle,
+    );
     // Discord refuses these itself (min/max); the bot checks again.
     for n in [0, 10_000] {
         let answer = slash_count(&fake, ch, user(), n).await;
@@ -137,7 +162,11 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     }
 
     let answer = slash_count(&fake, ch, user(), 6).await;
-    assert_answer(&answer, false, &format!("<@{USER}> started a countdown to 6."));
+    assert_answer(
+        &answer,
+        false,
+        &format!("<@{USER}> started a countdown to 6."),
+    );
     let first = first_number(&fake, ch, 0).await;
     let busy = slash_count(&fake, ch, Author::user(STRANGER), 3).await;
     assert!(busy.accepted() && busy.ephemeral(), "{busy:?}");
@@ -149,7 +178,10 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     assert!(status.accepted() && status.ephemeral(), "{status:?}");
     let text = status.content.clone().unwrap_or_default();
     let prefix = format!("<@{USER}> started a countdown to 6 here: at ");
-    assert!(text.starts_with(&prefix) && text.contains(" of 6, done <t:"), "{text}");
+    assert!(
+        text.starts_with(&prefix) && text.contains(" of 6, done <t:"),
+        "{text}"
+    );
     let asked = say(&fake, ch, &mention(&fake, "status")).await;
     let msgs = fake
         .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
@@ -165,7 +197,11 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
 
     db.wait_tasks("finished", |t| t.len() == 1 && t[0].0 == "finished")
         .await;
-    assert_answer(&slash(&fake, ch, user(), "status", json!([])).await, true, idle);
+    assert_answer(
+        &slash(&fake, ch, user(), "status", json!([])).await,
+        true,
+        idle,
+    );
     let asked = say(&fake, ch, &mention(&fake, "STATUS")).await;
     let msgs = fake
         .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
@@ -179,14 +215,21 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     assert_eq!(numbers(&msgs), one_to(6));
 
     let kinds = db.wait_command_errors(4).await;
-    assert_eq!(kinds, ["not_counting", "invalid", "invalid", "busy_channel"]);
+    assert_eq!(
+        kinds,
+        ["not_counting", "invalid", "invalid", "busy_channel"]
+    );
     for (source, command, n) in [
         ("slash", "stop", 1.0),
         ("slash", "status", 3.0),
         ("slash", "count", 2.0),
         ("mention", "status", 2.0),
     ] {
-        assert_eq!(bot.metric(&sample(source, command)).await, n, "{source} {command}");
+        assert_eq!(
+            bot.metric(&sample(source, command)).await,
+            n,
+            "{source} {command}"
+        );
     }
     assert_eq!(
         bot.metric("countdown_invalid_commands_total{reason=\"out_of_range\"}")
@@ -271,8 +314,16 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
     let first = first_number(&fake, ch, 0).await;
     let button = button_ids(&first).remove(0);
     let stranger = || Author::user(STRANGER);
-    assert_answer(&slash(&fake, ch, stranger(), "stop", json!([])).await, true, refused);
-    assert_answer(&press(&fake, ch, stranger(), first.id, &button).await, true, refused);
+    assert_answer(
+        &slash(&fake, ch, stranger(), "stop", json!([])).await,
+        true,
+        refused,
+    );
+    assert_answer(
+        &press(&fake, ch, stranger(), first.id, &button).await,
+        true,
+        refused,
+    );
     let asked = fake
         .inject_message(ch, stranger(), &mention(&fake, "stop"))
         .await
@@ -285,7 +336,13 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
         })
         .await
         .unwrap();
-    assert_eq!(msgs.iter().find(|m| m.message_reference.is_some()).unwrap().content, refused);
+    assert_eq!(
+        msgs.iter()
+            .find(|m| m.message_reference.is_some())
+            .unwrap()
+            .content,
+        refused
+    );
     assert_eq!(db.wait_command_errors(3).await, ["not_allowed"; 3]);
     assert_eq!(db.tasks().await[0].0, "running");
 
@@ -293,7 +350,10 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
     let answer = slash(&fake, ch, manager(), "stop", json!([])).await;
     assert!(answer.accepted() && !answer.ephemeral(), "{answer:?}");
     let text = answer.content.clone().unwrap_or_default();
-    assert!(text.ends_with(&format!("(stopped by <@{MANAGER}>)")), "{text}");
+    assert!(
+        text.ends_with(&format!("(stopped by <@{MANAGER}>)")),
+        "{text}"
+    );
     db.wait_tasks("stopped", |t| t[0].0 == "stopped").await;
 
     // The starter may, by the button.

@@ -250,10 +250,9 @@ impl CommandService {
         match command {
             Command::Count(target) => match self.count(&origin, target).await {
                 CountOutcome::Started { .. } | CountOutcome::NotNow => {}
-                CountOutcome::Refused { refusal, running } => self.reply(
-                    msg,
-                    replies::refused(refusal, self.inner.limits, running),
-                ),
+                CountOutcome::Refused { refusal, running } => {
+                    self.reply(msg, replies::refused(refusal, self.inner.limits, running))
+                }
                 CountOutcome::DatabaseDown => self.reply(msg, replies::database_down()),
             },
             Command::Stop => match self.stop(&origin, None) {
@@ -387,23 +386,31 @@ impl CommandService {
             return StopOutcome::NotNow;
         }
         self.count_command(origin, "stop");
+        if let Some(task_id) = task {
+            tracing::Span::current().record("task_id", task_id);
+        }
         let policy = self.inner.stop_policy;
         let actor = origin.actor();
-        let requested = self.inner.scheduler.request_stop(origin.channel_id, |spec| {
-            if task.is_some_and(|t| t != spec.task_id) {
-                Err(StopCheck::OtherTask)
-            } else if !policy.allows(&actor, spec.user_id) {
-                Err(StopCheck::NotAllowed {
-                    starter: spec.user_id,
-                })
-            } else {
-                Ok(())
-            }
-        });
+        let requested = self
+            .inner
+            .scheduler
+            .request_stop(origin.channel_id, |spec| {
+                if task.is_some_and(|t| t != spec.task_id) {
+                    Err(StopCheck::OtherTask)
+                } else if !policy.allows(&actor, spec.user_id) {
+                    Err(StopCheck::NotAllowed {
+                        starter: spec.user_id,
+                    })
+                } else {
+                    Ok(())
+                }
+            });
         match requested {
             Ok(pending) => {
                 self.inner.metrics.cancelled.inc();
-                tracing::Span::current().record("task_id", pending.task_id());
+                if task.is_none() {
+                    tracing::Span::current().record("task_id", pending.task_id());
+                }
                 tracing::info!(source = origin.source.label(), "countdown stop requested");
                 StopOutcome::Stopping(pending)
             }
@@ -454,12 +461,15 @@ impl CommandService {
     /// The countdown running in the origin's channel, for `status`.
     pub fn status(&self, origin: &Origin) -> Option<Snapshot> {
         self.count_command(origin, "status");
-        self.inner.scheduler.live(origin.channel_id).map(|live| Snapshot {
-            task_id: live.spec.task_id,
-            starter: live.spec.user_id,
-            target: live.spec.target,
-            last_sent: live.last_sent(),
-        })
+        self.inner
+            .scheduler
+            .live(origin.channel_id)
+            .map(|live| Snapshot {
+                task_id: live.spec.task_id,
+                starter: live.spec.user_id,
+                target: live.spec.target,
+                last_sent: live.last_sent(),
+            })
     }
 
     fn refuse(&self, origin: &Origin, reason: &'static str, error: &str, task_id: Option<i64>) {

@@ -46,8 +46,17 @@ mod tests {
     #[test]
     fn other_custom_ids_are_not_stop_buttons() {
         for bad in [
-            "", "stop", "stop:", "stop:-1", "stop:0", "stop:+5", "stop:5x", "stop: 5",
-            "STOP:5", "go:5", "stop:99999999999999999999",
+            "",
+            "stop",
+            "stop:",
+            "stop:-1",
+            "stop:0",
+            "stop:+5",
+            "stop:5x",
+            "stop: 5",
+            "STOP:5",
+            "go:5",
+            "stop:99999999999999999999",
         ] {
             assert_eq!(parse_stop_custom_id(bad), None, "{bad:?}");
         }

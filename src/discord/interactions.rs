@@ -157,8 +157,8 @@ impl Interactions {
                     Some(n) => n as u16,
                 };
                 match self.commands.count(&origin, target).await {
-                    CountOutcome::Started { task_id } => {
-                        tracing::Span::current().record("task_id", task_id);
+                    // `count` recorded the task id in this span.
+                    CountOutcome::Started { .. } => {
                         Answer::Public(replies::started(origin.user_id, target))
                     }
                     CountOutcome::Refused { refusal, running } => Answer::Ephemeral(
@@ -199,7 +199,6 @@ impl Interactions {
             tracing::warn!("unknown button");
             return (Answer::Ephemeral(replies::already_finished()), None);
         };
-        tracing::Span::current().record("task_id", task_id);
         if !self.commands.accepting() {
             return (Answer::Ephemeral(replies::restarting()), None);
         }
@@ -264,7 +263,10 @@ fn log_answer(outcome: serenity::Result<()>, arrived: Instant) {
     let took = arrived.elapsed();
     match outcome {
         Ok(()) if took > SLOW_ANSWER => {
-            tracing::warn!(took_ms = took.as_millis() as u64, "interaction answered late")
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                "interaction answered late"
+            )
         }
         Ok(()) => tracing::debug!(took_ms = took.as_millis() as u64, "interaction answered"),
         Err(error) => tracing::warn!(

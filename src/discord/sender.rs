@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(body["enforce_nonce"], true);
         assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
         assert_eq!(body["allowed_mentions"]["replied_user"], false);
-        assert!(body.get("components").is_none(), "only number 1 has a button");
+        assert!(
+            body.get("components").is_none(),
+            "only number 1 has a button"
+        );
     }
 
     #[test]
@@ -182,7 +185,10 @@ mod tests {
         .unwrap();
         assert_eq!(body["content"], "1");
         assert_eq!(body["nonce"], "42:1");
-        assert_eq!(body["components"][0]["components"][0]["custom_id"], "stop:42");
+        assert_eq!(
+            body["components"][0]["components"][0]["custom_id"],
+            "stop:42"
+        );
         assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
     }
 

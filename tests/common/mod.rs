@@ -706,11 +706,7 @@ pub fn button_ids(message: &PostedMessage) -> Vec<String> {
 }
 
 /// An interaction answer pinged nobody and said `text` (exactly).
-pub fn assert_answer(
-    answer: &fake_discord::InteractionResponse,
-    ephemeral: bool,
-    text: &str,
-) {
+pub fn assert_answer(answer: &fake_discord::InteractionResponse, ephemeral: bool, text: &str) {
     assert!(answer.accepted(), "refused by the fake: {answer:?}");
     assert_eq!(answer.kind, 4, "{answer:?}");
     assert_eq!(answer.ephemeral(), ephemeral, "{answer:?}");
