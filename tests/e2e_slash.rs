@@ -42,16 +42,22 @@ async fn first_number(fake: &FakeDiscord, channel_id: u64, skip: usize) -> Poste
 async fn stopped_reply(fake: &FakeDiscord, channel_id: u64, to: u64) -> PostedMessage {
     let msgs = fake
         .wait_for_messages_matching(channel_id, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped")
-                && m.message_reference
-                    .as_ref()
-                    .is_some_and(|r| r["message_id"] == to.to_string())
+            m.content.starts_with("Stopped") && replies_to(m, to)
         })
         .await
         .unwrap();
     msgs.into_iter()
         .find(|m| m.content.starts_with("Stopped"))
         .unwrap()
+}
+
+/// `m` is a reply to message `id`.
+fn replies_to(m: &PostedMessage, id: u64) -> bool {
+    let to = m
+        .message_reference
+        .as_ref()
+        .and_then(|r| r["message_id"].as_str().map(str::to_owned));
+    to == Some(id.to_string())
 }
 
 fn sample(source: &str, command: &str) -> String {
@@ -184,11 +190,7 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     );
     let asked = say(&fake, ch, &mention(&fake, "status")).await;
     let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
-            m.message_reference
-                .as_ref()
-                .is_some_and(|r| r["message_id"] == asked.to_string())
-        })
+        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
         .await
         .unwrap();
     let reply = msgs.iter().find(|m| m.message_reference.is_some()).unwrap();
@@ -204,11 +206,7 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
     );
     let asked = say(&fake, ch, &mention(&fake, "STATUS")).await;
     let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
-            m.message_reference
-                .as_ref()
-                .is_some_and(|r| r["message_id"] == asked.to_string())
-        })
+        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
         .await
         .unwrap();
     assert_eq!(msgs.last().unwrap().content, idle);
@@ -329,11 +327,7 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
         .await
         .unwrap();
     let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
-            m.message_reference
-                .as_ref()
-                .is_some_and(|r| r["message_id"] == asked.to_string())
-        })
+        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
         .await
         .unwrap();
     assert_eq!(
@@ -376,10 +370,7 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
         .unwrap();
     let msgs = fake
         .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped")
-                && m.message_reference
-                    .as_ref()
-                    .is_some_and(|r| r["message_id"] == asked.to_string())
+            m.content.starts_with("Stopped") && replies_to(m, asked)
         })
         .await
         .unwrap();
