@@ -39,6 +39,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/interactions/command", post(inject_command))
         .route("/interactions/component", post(inject_press))
         .route("/interactions", get(interaction_responses))
+        .route("/interactions/edits", get(interaction_edits))
         .route("/commands", get(registered_commands))
         .route("/fail_commands", post(fail_commands))
 }
@@ -367,6 +368,13 @@ async fn inject_press(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response
 /// type, flags, content, components, allowed_mentions, body, status, elapsed_ms}]`.
 async fn interaction_responses(State(shared): State<Arc<Shared>>) -> Response {
     let list = shared.world().interaction_responses.clone();
+    json_response(StatusCode::OK, &json!(list))
+}
+
+/// `GET /_test/interactions/edits`: every edit of an answer (`PATCH
+/// …/messages/@original`), `[{interaction_id, channel_id, content, …}]`.
+async fn interaction_edits(State(shared): State<Arc<Shared>>) -> Response {
+    let list = shared.world().interaction_edits.clone();
     json_response(StatusCode::OK, &json!(list))
 }
 

@@ -9,6 +9,10 @@
 //! recorded ([`InteractionResponse`]) with the time since its dispatch.
 //! Type 7 (UPDATE_MESSAGE) edits the message the button is on (its content
 //! and components, as given).
+//!
+//! `PATCH /webhooks/{app}/{token}/messages/@original` edits the answer of
+//! an acknowledged interaction (how a deferred answer is given), within
+//! the token's 15 minutes; each edit is recorded ([`InteractionEdit`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +25,9 @@ use serde_json::{json, Value};
 
 use crate::payloads;
 use crate::rest::{json_response, parse_json};
-use crate::state::{Author, InteractionResponse, PendingInteraction, Shared, World};
+use crate::state::{
+    Author, InteractionEdit, InteractionResponse, PendingInteraction, Shared, World,
+};
 
 /// What a test needs to refer to a dispatched interaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,6 +282,82 @@ pub(crate) async fn callback(
     resp
 }
 
+/// How long an interaction token can edit its answer (Discord: 15 minutes).
+const TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// `PATCH /webhooks/{application_id}/{token}/messages/@original`.
+pub(crate) async fn edit_original(
+    State(shared): State<Arc<Shared>>,
+    Path((app, token)): Path<(String, String)>,
+    raw: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let body = match parse_json(&raw) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
+    };
+    if app != shared.application_id.to_string() {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &payloads::error_body(10015, "Unknown Webhook"),
+        );
+    }
+    let mut w = shared.world();
+    let found = w
+        .interactions
+        .iter()
+        .find(|(_, p)| p.token == token)
+        .map(|(id, p)| (*id, p.clone()));
+    let Some((id, pending)) = found else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &payloads::error_body(10015, "Unknown Webhook"),
+        );
+    };
+    let elapsed = now.saturating_duration_since(pending.dispatched);
+    if !pending.answered || elapsed > TOKEN_LIFETIME {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &payloads::error_body(10008, "Unknown Message"),
+        );
+    }
+    let content = body
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    w.interaction_edits.push(InteractionEdit {
+        interaction_id: id,
+        channel_id: pending.channel_id,
+        content: content.clone(),
+        allowed_mentions: body.get("allowed_mentions").cloned(),
+        body: body.clone(),
+        elapsed_ms: elapsed.as_millis() as u64,
+    });
+    let message_id = w.snowflake();
+    let message = payloads::message(payloads::MessageView {
+        id: message_id,
+        channel_id: pending.channel_id,
+        guild_id: None,
+        author: payloads::user(shared.bot_user_id, payloads::BOT_NAME, true),
+        member: None,
+        content,
+        timestamp: payloads::timestamp(std::time::SystemTime::now()),
+        tts: false,
+        mentions: Vec::new(),
+        mention_everyone: false,
+        nonce: None,
+        webhook_id: Some(shared.application_id),
+        message_reference: None,
+        referenced_message: None,
+        components: body.get("components").cloned().unwrap_or_else(|| json!([])),
+        flags: 0,
+    });
+    drop(w);
+    shared.bump_events();
+    json_response(StatusCode::OK, &message)
+}
+
 /// The checks Discord makes that matter here.
 fn validate(kind: u64, data: &Value, is_component: bool) -> Result<(), &'static str> {
     match kind {
@@ -395,6 +477,38 @@ mod tests {
         assert_eq!(r.len(), 1, "a wrong token is not recorded as an answer");
         assert_eq!(r[0].status, 404);
         assert!(r[0].elapsed >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_answer_can_be_edited_in() {
+        let s = shared(Duration::from_secs(3));
+        pending(&s, 6, None);
+        let app = s.application_id.to_string();
+        let edit = |token: &str| {
+            edit_original(
+                State(s.clone()),
+                Path((app.clone(), token.to_owned())),
+                Bytes::from(json!({ "content": "done" }).to_string()),
+            )
+        };
+        assert_eq!(
+            edit("tok6").await.status(),
+            StatusCode::NOT_FOUND,
+            "not acknowledged yet"
+        );
+        let deferred = json!({ "type": 5, "data": { "flags": 64 } });
+        assert_eq!(
+            answer(&s, 6, "tok6", deferred).await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(edit("tok6").await.status(), StatusCode::OK);
+        assert_eq!(edit("other").await.status(), StatusCode::NOT_FOUND);
+        let edits = s.world().interaction_edits.clone();
+        assert_eq!(edits.len(), 1);
+        assert_eq!(
+            (edits[0].interaction_id, edits[0].content.as_str()),
+            (6, "done")
+        );
     }
 
     #[tokio::test]

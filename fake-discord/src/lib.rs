@@ -31,7 +31,9 @@ use axum::routing::get;
 use axum::Router;
 
 pub use interactions::InteractionRef;
-pub use state::{Author, InteractionResponse, PostedMessage, RequestRecord, Stats};
+pub use state::{
+    Author, InteractionEdit, InteractionResponse, PostedMessage, RequestRecord, Stats,
+};
 
 use state::Shared;
 
@@ -327,6 +329,11 @@ impl FakeDiscord {
         found.ok_or_else(|| {
             anyhow::anyhow!("fake-discord: no answer to interaction {id} within {timeout:?}")
         })
+    }
+
+    /// Every edit of an interaction's answer (a deferred answer given), in order.
+    pub fn interaction_edits(&self) -> Vec<InteractionEdit> {
+        self.shared().world().interaction_edits.clone()
     }
 
     /// The commands registered for `guild` (`None`: global), as the fake

@@ -16,7 +16,7 @@ use axum::extract::{OriginalUri, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -52,6 +52,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route(
             "/interactions/{interaction_id}/{token}/callback",
             post(crate::interactions::callback),
+        )
+        .route(
+            "/webhooks/{application_id}/{token}/messages/@original",
+            patch(crate::interactions::edit_original),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -196,6 +196,20 @@ pub(crate) struct World {
     pub interactions: HashMap<u64, PendingInteraction>,
     /// Every callback received, in order (accepted or not).
     pub interaction_responses: Vec<InteractionResponse>,
+    /// Every accepted edit of an interaction's answer, in order.
+    pub interaction_edits: Vec<InteractionEdit>,
+}
+
+/// An edit of an interaction's answer (`PATCH …/messages/@original`).
+#[derive(Clone, Debug, Serialize)]
+pub struct InteractionEdit {
+    pub interaction_id: u64,
+    pub channel_id: u64,
+    pub content: String,
+    pub allowed_mentions: Option<Value>,
+    pub body: Value,
+    /// From the dispatch of INTERACTION_CREATE to the edit.
+    pub elapsed_ms: u64,
 }
 
 /// An interaction dispatched to the bot.
@@ -382,6 +396,7 @@ impl Shared {
                 fail_commands: 0,
                 interactions: HashMap::new(),
                 interaction_responses: Vec::new(),
+                interaction_edits: Vec::new(),
             }),
             messages_tx: watch::channel(0).0,
             gateway_tx: watch::channel(GatewayStatus::default()).0,

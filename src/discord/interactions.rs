@@ -16,6 +16,12 @@
 //! - Refusals (busy channel, caps, nothing to stop, not allowed, database
 //!   down, an old button) and `/status` are ephemeral (flags 64): only the
 //!   user who asked sees them.
+//! - A slash command whose answer is not ready after [`DEFER_AFTER`] (a
+//!   slow database while its row is written) is acknowledged first with a
+//!   deferred, ephemeral response (type 5, flags 64), and the answer is
+//!   then edited in (`PATCH /webhooks/{app}/{token}/messages/@original`):
+//!   the user sees "thinking…" instead of "the application did not
+//!   respond". Ephemeral, because the answer may turn out to be a refusal.
 //!
 //! Interaction responses are not bound by the bot's global rate limit (a
 //! Discord rule), and an unanswered interaction shows the user an error, so
@@ -27,7 +33,7 @@ use std::time::Duration;
 use serenity::all::{
     CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
     CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseMessage,
-    Interaction,
+    EditInteractionResponse, Interaction,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -45,6 +51,9 @@ pub const STOP_WAIT: Duration = Duration::from_millis(1500);
 /// Answers later than this after the interaction arrived are logged: past
 /// 3 s Discord refuses them (10062 Unknown interaction).
 const SLOW_ANSWER: Duration = Duration::from_millis(2500);
+/// A slash command not decided after this is deferred (see the module doc),
+/// leaving a second for the deferral itself to reach Discord.
+pub const DEFER_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Interactions {
@@ -59,6 +68,34 @@ enum Answer {
     Ephemeral(String),
     /// Type 7: update the message the button is on, without components.
     RemoveButton,
+}
+
+impl Answer {
+    /// The text of a message answer (an edit carries no response type).
+    fn text(self) -> String {
+        match self {
+            Answer::Public(text) | Answer::Ephemeral(text) => text,
+            Answer::RemoveButton => String::new(),
+        }
+    }
+}
+
+/// Runs `work`; if it is not done after `defer_after`, runs `defer` (the
+/// acknowledgement) alongside it. Returns `work`'s output and whether it
+/// was deferred.
+async fn answer_in_time<A>(
+    work: impl std::future::Future<Output = A>,
+    defer_after: Duration,
+    defer: impl std::future::Future<Output = ()>,
+) -> (A, bool) {
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        done = &mut work => return (done, false),
+        _ = tokio::time::sleep(defer_after) => {}
+    }
+    let ((), done) = tokio::join!(defer, work);
+    (done, true)
 }
 
 impl Interactions {
@@ -79,10 +116,24 @@ impl Interactions {
                     task_id = tracing::field::Empty
                 );
                 async {
-                    let answer = self.command(&command).await;
-                    let response = response(answer);
-                    let outcome = command.create_response(&ctx.http, response).await;
-                    log_answer(outcome, arrived);
+                    let defer = async {
+                        tracing::warn!("answer not ready in time: deferring it");
+                        let outcome = command.defer_ephemeral(&ctx.http).await;
+                        log_answer(outcome, arrived);
+                    };
+                    let (answer, deferred) =
+                        answer_in_time(self.command(&command), DEFER_AFTER, defer).await;
+                    if deferred {
+                        let edit = EditInteractionResponse::new()
+                            .content(answer.text())
+                            .allowed_mentions(no_pings());
+                        if let Err(error) = command.edit_response(&ctx.http, edit).await {
+                            tracing::warn!(%error, "deferred answer not delivered");
+                        }
+                    } else {
+                        let outcome = command.create_response(&ctx.http, response(answer)).await;
+                        log_answer(outcome, arrived);
+                    }
                 }
                 .instrument(span)
                 .await
@@ -274,5 +325,67 @@ fn log_answer(outcome: serenity::Result<()>, arrived: Instant) {
             took_ms = took.as_millis() as u64,
             "interaction answer refused"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_answer_is_not_deferred() {
+        let deferred = AtomicBool::new(false);
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(1999)).await;
+            7
+        };
+        let defer = async { deferred.store(true, Ordering::SeqCst) };
+        assert_eq!(answer_in_time(work, DEFER_AFTER, defer).await, (7, false));
+        assert!(!deferred.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_deferred_at_two_seconds_then_given() {
+        let start = Instant::now();
+        let deferred_at = std::sync::Mutex::new(None);
+        let work = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        };
+        let defer = async { *deferred_at.lock().unwrap() = Some(start.elapsed()) };
+        assert_eq!(
+            answer_in_time(work, DEFER_AFTER, defer).await,
+            ("late", true)
+        );
+        assert_eq!(*deferred_at.lock().unwrap(), Some(DEFER_AFTER));
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(5),
+            "the work went on meanwhile"
+        );
+    }
+
+    #[test]
+    fn every_answer_pings_nobody() {
+        for answer in [
+            Answer::Public("<@1> started".into()),
+            Answer::Ephemeral("no".into()),
+            Answer::RemoveButton,
+        ] {
+            let json = serde_json::to_value(response(answer)).unwrap();
+            let allowed = &json["data"]["allowed_mentions"];
+            assert_eq!(allowed["parse"], serde_json::json!([]), "{json}");
+            assert_eq!(allowed["users"], serde_json::json!([]), "{json}");
+        }
+        let remove = serde_json::to_value(response(Answer::RemoveButton)).unwrap();
+        assert_eq!(remove["type"], 7);
+        assert_eq!(remove["data"]["components"], serde_json::json!([]));
+        let private = serde_json::to_value(response(Answer::Ephemeral("x".into()))).unwrap();
+        assert_eq!(
+            (private["type"].as_u64(), private["data"]["flags"].as_u64()),
+            (Some(4), Some(64))
+        );
     }
 }
