@@ -38,17 +38,19 @@ async fn first_number(fake: &FakeDiscord, channel_id: u64, skip: usize) -> Poste
     first
 }
 
-/// Waits for the "Stopped at" reply to message `to`.
-async fn stopped_reply(fake: &FakeDiscord, channel_id: u64, to: u64) -> PostedMessage {
+/// Waits for a reply to message `to` starting with `prefix`, and returns it.
+async fn reply_to(fake: &FakeDiscord, channel_id: u64, to: u64, prefix: &str) -> PostedMessage {
+    let is_it = |m: &PostedMessage| replies_to(m, to) && m.content.starts_with(prefix);
     let msgs = fake
-        .wait_for_messages_matching(channel_id, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped") && replies_to(m, to)
-        })
+        .wait_for_messages_matching(channel_id, Duration::from_secs(10), is_it)
         .await
         .unwrap();
-    msgs.into_iter()
-        .find(|m| m.content.starts_with("Stopped"))
-        .unwrap()
+    msgs.into_iter().find(is_it).unwrap()
+}
+
+/// Waits for the "Stopped at" reply to message `to`.
+async fn stopped_reply(fake: &FakeDiscord, channel_id: u64, to: u64) -> PostedMessage {
+    reply_to(fake, channel_id, to, "Stopped").await
 }
 
 /// `m` is a reply to message `id`.
@@ -189,11 +191,7 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
         "{text}"
     );
     let asked = say(&fake, ch, &mention(&fake, "status")).await;
-    let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
-        .await
-        .unwrap();
-    let reply = msgs.iter().find(|m| m.message_reference.is_some()).unwrap();
+    let reply = reply_to(&fake, ch, asked, "").await;
     assert!(reply.content.starts_with(&prefix), "{}", reply.content);
     assert!(first.at < reply.at);
 
@@ -205,12 +203,8 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
         idle,
     );
     let asked = say(&fake, ch, &mention(&fake, "STATUS")).await;
-    let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
-        .await
-        .unwrap();
-    assert_eq!(msgs.last().unwrap().content, idle);
-    assert_eq!(numbers(&msgs), one_to(6));
+    assert_eq!(reply_to(&fake, ch, asked, "").await.content, idle);
+    assert_eq!(numbers(&fake.messages(ch)), one_to(6));
 
     let kinds = db.wait_command_errors(4).await;
     assert_eq!(
@@ -326,17 +320,7 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
         .inject_message(ch, stranger(), &mention(&fake, "stop"))
         .await
         .unwrap();
-    let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| replies_to(m, asked))
-        .await
-        .unwrap();
-    assert_eq!(
-        msgs.iter()
-            .find(|m| m.message_reference.is_some())
-            .unwrap()
-            .content,
-        refused
-    );
+    assert_eq!(reply_to(&fake, ch, asked, "").await.content, refused);
     assert_eq!(db.wait_command_errors(3).await, ["not_allowed"; 3]);
     assert_eq!(db.tasks().await[0].0, "running");
 
@@ -368,13 +352,7 @@ async fn starter_or_manager_decides_for_slash_button_and_mention_alike() {
         .inject_message(ch, manager(), &mention(&fake, "stop"))
         .await
         .unwrap();
-    let msgs = fake
-        .wait_for_messages_matching(ch, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped") && replies_to(m, asked)
-        })
-        .await
-        .unwrap();
-    assert!(!msgs.is_empty());
+    stopped_reply(&fake, ch, asked).await;
     let tasks = db
         .wait_tasks("third stopped", |t| t.len() == 3 && t[2].0 == "stopped")
         .await;

@@ -31,9 +31,9 @@
 use std::time::Duration;
 
 use serenity::all::{
-    CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
+    ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
     CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseMessage,
-    EditInteractionResponse, Interaction,
+    EditInteractionResponse, Interaction, InteractionId, Member,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -107,68 +107,66 @@ impl Interactions {
         let arrived = Instant::now();
         match interaction {
             Interaction::Command(command) => {
-                let span = tracing::info_span!(
-                    "interaction",
-                    kind = "command",
-                    name = %command.data.name,
-                    channel_id = command.channel_id.get(),
-                    interaction_id = command.id.get(),
-                    task_id = tracing::field::Empty
+                let span = span(
+                    "command",
+                    &command.data.name,
+                    command.channel_id,
+                    command.id,
                 );
-                async {
-                    let defer = async {
-                        tracing::warn!("answer not ready in time: deferring it");
-                        let outcome = command.defer_ephemeral(&ctx.http).await;
-                        log_answer(outcome, arrived);
-                    };
-                    let (answer, deferred) =
-                        answer_in_time(self.command(&command), DEFER_AFTER, defer).await;
-                    if deferred {
-                        let edit = EditInteractionResponse::new()
-                            .content(answer.text())
-                            .allowed_mentions(no_pings());
-                        if let Err(error) = command.edit_response(&ctx.http, edit).await {
-                            tracing::warn!(%error, "deferred answer not delivered");
-                        }
-                    } else {
-                        let outcome = command.create_response(&ctx.http, response(answer)).await;
-                        log_answer(outcome, arrived);
-                    }
-                }
-                .instrument(span)
-                .await
+                self.answer_command(ctx, &command, arrived)
+                    .instrument(span)
+                    .await
             }
             Interaction::Component(press) => {
-                let span = tracing::info_span!(
-                    "interaction",
-                    kind = "component",
-                    custom_id = %press.data.custom_id,
-                    channel_id = press.channel_id.get(),
-                    interaction_id = press.id.get(),
-                    task_id = tracing::field::Empty
+                let span = span(
+                    "component",
+                    &press.data.custom_id,
+                    press.channel_id,
+                    press.id,
                 );
-                async {
-                    let (answer, then) = self.press(&press);
-                    let outcome = press.create_response(&ctx.http, response(answer)).await;
-                    log_answer(outcome, arrived);
-                    if let Some(pending) = then {
-                        // After the acknowledgement: the in-flight number may
-                        // take longer than the window.
-                        let stopped = pending.wait().await;
-                        let user = press.user.id.get();
-                        self.commands.send_to_channel(
-                            press.channel_id.get(),
-                            press.message.id.get(),
-                            replies::stopped_by(user, stopped),
-                        );
-                    }
-                }
-                .instrument(span)
-                .await
+                self.answer_press(ctx, &press, arrived)
+                    .instrument(span)
+                    .await
             }
             other => {
                 tracing::debug!(kind = ?other.kind(), "interaction ignored");
             }
+        }
+    }
+
+    async fn answer_command(&self, ctx: &Context, command: &CommandInteraction, arrived: Instant) {
+        let defer = async {
+            tracing::warn!("answer not ready in time: deferring it");
+            let outcome = command.defer_ephemeral(&ctx.http).await;
+            log_answer(outcome, arrived);
+        };
+        let (answer, deferred) = answer_in_time(self.command(command), DEFER_AFTER, defer).await;
+        if deferred {
+            let edit = EditInteractionResponse::new()
+                .content(answer.text())
+                .allowed_mentions(no_pings());
+            if let Err(error) = command.edit_response(&ctx.http, edit).await {
+                tracing::warn!(%error, "deferred answer not delivered");
+            }
+        } else {
+            let outcome = command.create_response(&ctx.http, response(answer)).await;
+            log_answer(outcome, arrived);
+        }
+    }
+
+    async fn answer_press(&self, ctx: &Context, press: &ComponentInteraction, arrived: Instant) {
+        let (answer, then) = self.press(press);
+        let outcome = press.create_response(&ctx.http, response(answer)).await;
+        log_answer(outcome, arrived);
+        if let Some(pending) = then {
+            // After the acknowledgement: the in-flight number may take
+            // longer than the window.
+            let stopped = pending.wait().await;
+            self.commands.send_to_channel(
+                press.channel_id.get(),
+                press.message.id.get(),
+                replies::stopped_by(press.user.id.get(), stopped),
+            );
         }
     }
 
@@ -178,11 +176,7 @@ impl Interactions {
             channel_id: command.channel_id.get(),
             guild_id: command.guild_id.map(|g| g.get()),
             user_id: command.user.id.get(),
-            manages_messages: command
-                .member
-                .as_ref()
-                .and_then(|m| m.permissions)
-                .is_some_and(|p| policy::manages_messages(p.bits())),
+            manages_messages: manages_messages(command.member.as_deref()),
             content: describe(command),
         };
         if !self.commands.accepting() {
@@ -258,11 +252,7 @@ impl Interactions {
             channel_id: press.channel_id.get(),
             guild_id: press.guild_id.map(|g| g.get()),
             user_id: press.user.id.get(),
-            manages_messages: press
-                .member
-                .as_ref()
-                .and_then(|m| m.permissions)
-                .is_some_and(|p| policy::manages_messages(p.bits())),
+            manages_messages: manages_messages(press.member.as_ref()),
             content: format!("[Stop button {}]", press.data.custom_id),
         };
         match self.commands.stop(&origin, Some(task_id)) {
@@ -274,6 +264,26 @@ impl Interactions {
             StopOutcome::NotNow => (Answer::Ephemeral(replies::restarting()), None),
         }
     }
+}
+
+/// One span per interaction: what it is, where, and (once known) its task.
+fn span(kind: &'static str, what: &str, channel: ChannelId, id: InteractionId) -> tracing::Span {
+    tracing::info_span!(
+        "interaction",
+        kind,
+        what,
+        channel_id = channel.get(),
+        interaction_id = id.get(),
+        task_id = tracing::field::Empty
+    )
+}
+
+/// Discord sends a guild member's permissions in the channel with the
+/// interaction (none in a DM, where only the starter can be anyway).
+fn manages_messages(member: Option<&Member>) -> bool {
+    member
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| policy::manages_messages(p.bits()))
 }
 
 /// The slash command as the user typed it, e.g. `/count n:20`.
