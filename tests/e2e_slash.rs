@@ -283,9 +283,12 @@ async fn the_stop_button_stops_its_own_countdown_only() {
     let after: Vec<PostedMessage> = fake.messages(ch)[before..].to_vec();
     assert_eq!(numbers(&after), one_to(4));
 
-    let kinds = db.wait_command_errors(2).await;
-    assert_eq!(kinds, ["not_counting", "not_counting"]);
-    assert_eq!(bot.metric(&sample("button", "stop")).await, 3.0);
+    // A forged custom id naming no countdown: refused, and journalled.
+    let forged = press(&fake, ch, user(), first.id, "stop:999999").await;
+    assert_answer(&forged, true, "That countdown has already finished.");
+    let kinds = db.wait_command_errors(3).await;
+    assert_eq!(kinds, ["not_counting"; 3]);
+    assert_eq!(bot.metric(&sample("button", "stop")).await, 4.0);
     assert_eq!(bot.metric("countdown_cancelled_total").await, 1.0);
     assert_no_pings(&fake);
     bot.assert_logs_clean();

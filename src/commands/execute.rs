@@ -414,8 +414,11 @@ impl CommandService {
                 tracing::info!(source = origin.source.label(), "countdown stop requested");
                 StopOutcome::Stopping(pending)
             }
+            // The button's task id goes into the text, not `task_id`: a
+            // forged custom id may name no row (the column is a foreign key).
             Err(StopRefused::NotCounting) if task.is_some() => {
-                self.refuse(origin, "not_counting", "that countdown is over", task);
+                let error = format!("the countdown of button {} is over", origin.content);
+                self.refuse(origin, "not_counting", &error, None);
                 StopOutcome::AlreadyFinished
             }
             Err(StopRefused::NotCounting) => {
@@ -423,12 +426,11 @@ impl CommandService {
                 StopOutcome::NotCounting
             }
             Err(StopRefused::Check(StopCheck::OtherTask)) => {
-                self.refuse(
-                    origin,
-                    "not_counting",
-                    "that countdown is over; another one runs here",
-                    task,
+                let error = format!(
+                    "the countdown of button {} is over; another one runs here",
+                    origin.content
                 );
+                self.refuse(origin, "not_counting", &error, None);
                 StopOutcome::AlreadyFinished
             }
             Err(StopRefused::Check(StopCheck::NotAllowed { starter })) => {

@@ -66,9 +66,13 @@ impl EventHandler for Handler {
             return;
         }
         // Only a policy that asks needs the author's permissions (a cache
-        // lookup, no request).
+        // lookup, no request), and only for a message that mentions someone
+        // (a command must mention the bot).
         let manages_messages = match msg.guild_id {
-            Some(guild_id) if self.commands.stop_policy() == StopPolicy::StarterOrManager => {
+            Some(guild_id)
+                if self.commands.stop_policy() == StopPolicy::StarterOrManager
+                    && !msg.mentions.is_empty() =>
+            {
                 permissions::manages_messages(
                     &ctx.cache,
                     guild_id,
