@@ -444,3 +444,55 @@ async fn a_slash_countdown_resumed_after_kill_9_keeps_a_working_button() {
     assert_no_pings(&fake);
     bot.assert_logs_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_discord_refuses_as_late_is_logged_and_the_countdown_runs() {
+    // A window of zero: every answer arrives "after 3 s".
+    let fake = FakeDiscord::start(fake_discord::FakeConfig {
+        interaction_window: Duration::ZERO,
+        ..fake_discord::FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let db = TestDb::create().await;
+    let bot = Bot::start_ready(&fake, &db, &[]).await;
+    let ch = channel(&fake, 7, 0);
+    let answer = slash_count(&fake, ch, user(), 2).await;
+    assert_eq!(answer.status, 404, "{answer:?}");
+    assert_eq!(numbers(&wait_messages(&fake, ch, 2).await), one_to(2));
+    assert_eq!(bot.log_count("interaction answer refused"), 1);
+    bot.assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_slash_commands_gains_the_source_column_and_resumes() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    // The schema as it was: no `source` column; a countdown left running.
+    let client = db.client().await;
+    client
+        .batch_execute(include_str!("../init.sql"))
+        .await
+        .unwrap();
+    client
+        .batch_execute("ALTER TABLE tasks DROP COLUMN source")
+        .await
+        .unwrap();
+    let ch = channel(&fake, 7, 1);
+    let guild = fake.guild_of(ch).unwrap();
+    client
+        .execute(
+            "INSERT INTO tasks (channel_id, guild_id, user_id, target) VALUES ($1, $2, $3, 3)",
+            &[&(ch as i64), &(guild as i64), &(USER as i64)],
+        )
+        .await
+        .unwrap();
+
+    let bot = Bot::start_ready(&fake, &db, &[]).await;
+    let msgs = wait_messages(&fake, ch, 3).await;
+    assert_eq!(numbers(&msgs), one_to(3));
+    let rows = task_rows(&db).await;
+    assert_eq!(rows, [(rows[0].0, "mention".to_owned(), USER as i64)]);
+    assert_eq!(button_ids(&msgs[0]), [format!("stop:{}", rows[0].0)]);
+    bot.assert_logs_clean();
+}

@@ -202,3 +202,109 @@ async fn binary_serves_the_control_api() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+#[tokio::test]
+async fn binary_dispatches_interactions_and_takes_their_answers() {
+    let bin = Bin::start(&["--addr", "127.0.0.1:0"]).await;
+    let (status, _) = bin
+        .control(
+            "/interactions/command",
+            json!({ "channel_id": 1001, "user_id": 5, "name": "stop" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "no bot connected");
+
+    let url = format!("{}/gateway?v=10", bin.base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap()["op"], 10);
+    let identify = json!({ "op": 2, "d": { "token": "Bot t", "intents": 4609, "properties": {} } });
+    ws.send(Message::Text(identify.to_string())).await.unwrap();
+    for _ in 0..9 {
+        assert_eq!(next_text(&mut ws).await.unwrap()["op"], 0);
+    }
+
+    // Commands: a bulk overwrite, recorded; an injected failure.
+    let put = |body: Value| {
+        bin.client
+            .put(format!("{}/api/v10/applications/1/commands", bin.base))
+            .header("Authorization", "Bot t")
+            .json(&body)
+            .send()
+    };
+    let r = put(json!([{ "name": "count", "description": "c" }]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, commands) = bin.get("/_test/commands").await;
+    assert_eq!(commands[0]["name"], "count");
+    let command_id = commands[0]["id"].clone();
+    bin.control("/fail_commands", json!({ "n": 1 })).await;
+    let r = put(json!([])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    // A slash command from a moderator, answered once.
+    let moderator = 800_000_000_000_000_000u64 + 1000;
+    let (status, sent) = bin
+        .control(
+            "/interactions/command",
+            json!({
+                "channel_id": 1001, "user_id": 5, "name": "count", "roles": [moderator],
+                "options": [{ "name": "n", "type": 4, "value": 20 }],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let frame = next_text(&mut ws).await.unwrap();
+    assert_eq!(frame["t"], "INTERACTION_CREATE");
+    let d = &frame["d"];
+    assert_eq!(
+        (d["type"].as_u64(), d["token"].clone()),
+        (Some(2), sent["token"].clone())
+    );
+    assert_eq!(d["data"]["id"], command_id);
+    assert_eq!(d["data"]["options"][0]["value"], 20);
+    assert_eq!(d["member"]["roles"], json!([moderator.to_string()]));
+    let permissions: u64 = d["member"]["permissions"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(permissions & (1 << 13), 0, "Manage Messages");
+    let callback = format!(
+        "{}/api/v10/interactions/{}/{}/callback",
+        bin.base,
+        sent["id"],
+        sent["token"].as_str().unwrap()
+    );
+    let answer = json!({ "type": 4, "data": { "content": "ok", "flags": 64 } });
+    for expected in [StatusCode::NO_CONTENT, StatusCode::BAD_REQUEST] {
+        let r = bin
+            .client
+            .post(&callback)
+            .header("Authorization", "Bot t")
+            .json(&answer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected);
+    }
+    let (_, answers) = bin.get("/_test/interactions").await;
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(
+        (answers[0]["type"].as_u64(), answers[0]["status"].as_u64()),
+        (Some(4), Some(204))
+    );
+    assert_eq!(answers[0]["flags"], 64);
+    assert!(answers[0]["elapsed_ms"].as_u64().unwrap() < 3000);
+    assert_eq!(answers[1]["status"], 400);
+
+    // A button press needs a message of the bot's.
+    let (status, _) = bin
+        .control(
+            "/interactions/component",
+            json!({ "channel_id": 1001, "user_id": 5, "message_id": 42, "custom_id": "stop:1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "unknown message");
+}
