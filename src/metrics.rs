@@ -44,6 +44,7 @@ pub struct Metrics {
     pub gateway_ready: IntGauge,
     pub rate_budget: IntGauge,
     pub leader: IntGauge,
+    pub leader_standbys: IntGauge,
 }
 
 impl Metrics {
@@ -139,6 +140,11 @@ impl Metrics {
             "countdown_leader",
             "1 while this instance is the leader (the one that connects and sends).",
         )?;
+        let leader_standbys = IntGauge::new(
+            "countdown_leader_standbys",
+            "Standbys waiting for the leader lock, as the leader saw at its last ping \
+             (0 on a standby). With none, the leader keeps counting through a database outage.",
+        )?;
 
         for c in [
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
@@ -158,6 +164,7 @@ impl Metrics {
             Box::new(gateway_ready.clone()),
             Box::new(rate_budget.clone()),
             Box::new(leader.clone()),
+            Box::new(leader_standbys.clone()),
         ] {
             registry.register(c)?;
         }
@@ -201,6 +208,7 @@ impl Metrics {
             gateway_ready,
             rate_budget,
             leader,
+            leader_standbys,
         })
     }
 
