@@ -45,6 +45,7 @@ pub struct Metrics {
     pub rate_budget: IntGauge,
     pub leader: IntGauge,
     pub leader_standbys: IntGauge,
+    pub edge_races: IntCounter,
 }
 
 impl Metrics {
@@ -146,6 +147,13 @@ impl Metrics {
              (0 on a standby). With none, the leader keeps counting through a database outage.",
         )?;
 
+        let edge_races = IntCounter::new(
+            "countdown_rate_limit_edge_races_total",
+            "429s of a channel bucket asking to wait at most 100 ms: a number sent exactly when \
+             the bucket's window ends arrived a few ms early (also counted in \
+             countdown_send_errors_total{kind=\"rate_limited\"}).",
+        )?;
+
         for c in [
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(invalid_commands.clone()),
@@ -165,6 +173,7 @@ impl Metrics {
             Box::new(rate_budget.clone()),
             Box::new(leader.clone()),
             Box::new(leader_standbys.clone()),
+            Box::new(edge_races.clone()),
         ] {
             registry.register(c)?;
         }
@@ -209,6 +218,7 @@ impl Metrics {
             rate_budget,
             leader,
             leader_standbys,
+            edge_races,
         })
     }
 
