@@ -38,9 +38,13 @@ fn assert_within_discord_limits(fake: &FakeDiscord) {
         stats.channel_429_max_early_ms <= 100,
         "a channel 429 that is no edge race: {stats:?}"
     );
+    // Measured: 8 races in 222 posts (~44 windows), at most 4 ms early,
+    // with 100 commands a second loading the machine. A bot that lost
+    // track of its buckets would be refused at most windows, and early by
+    // up to seconds.
     assert!(
-        stats.rate_limited_channel * 5 <= stats.message_posts / 5,
-        "edge races at more than a fifth of the windows: {stats:?}"
+        stats.rate_limited_channel * 10 <= stats.message_posts,
+        "edge races at more than half the windows: {stats:?}"
     );
     if stats.rate_limited_channel > 0 {
         eprintln!("edge races: {stats:?}");
