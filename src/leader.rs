@@ -7,13 +7,25 @@
 //! with no lease to wait out. Each new leader bumps `leader_state.epoch`
 //! (its fencing token).
 //!
-//! Fencing: the leader pings its lock connection every 250 ms; each answer
-//! extends a local [`Fence`] to one second after the ping was sent. Every
-//! send checks the fence first (no I/O), so a leader that lost its lock
-//! connection stops sending within a second. A new leader whose predecessor
-//! did not step down cleanly waits out that second before it starts, so the
-//! two never send at once; progress writes carry the epoch, so a deposed
-//! leader's late writes change nothing. Nonces cover a send in flight.
+//! Fencing: the leader pings its lock connection every 250 ms; the ping
+//! also counts the standbys waiting for the lock. While one waits, each
+//! answer extends a local [`Fence`] to one second after the ping was sent.
+//! Every send checks the fence first (no I/O), so a leader that lost its
+//! lock connection stops sending within a second. A new leader whose
+//! predecessor did not step down cleanly waits out that second before it
+//! starts, so the two never send at once; progress writes carry the epoch,
+//! so a deposed leader's late writes change nothing. Nonces cover a send in
+//! flight.
+//!
+//! Alone (no standby waiting at the last answer), the fence stays open when
+//! the lock connection fails: a database outage must not stop the counting
+//! (issue 5), and nobody is there to take over. The leader then takes the
+//! lock again as soon as the database answers and carries on if
+//! `leader_state.epoch` is still its own; if another instance led
+//! meanwhile, it steps down. The one case this does not fence is a standby
+//! *started* while the leader alone is cut off from a database the standby
+//! can reach: both send for a while, and Discord's nonce check (same nonce
+//! `<task>:<n>` for the same number) keeps each number single.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,6 +42,8 @@ use crate::metrics::Metrics;
 pub const LEASE: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_millis(250);
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// Between attempts to take the lock again after the connection failed.
+const RELOCK_EVERY: Duration = Duration::from_millis(500);
 /// What a new leader waits when its predecessor did not step down cleanly.
 pub const TAKEOVER_GRACE: Duration = Duration::from_millis(1100);
 /// Advisory lock key for leadership ("cntdwnld").
@@ -70,8 +84,14 @@ impl Fence {
         nanos(Instant::now()) < self.until.load(Ordering::SeqCst)
     }
 
-    fn extend_to(&self, until: Instant) {
-        self.until.fetch_max(nanos(until), Ordering::SeqCst);
+    /// Only the pinger moves the fence once a term runs, one answer at a
+    /// time, so a plain store is enough (and lets a lease replace "open").
+    fn set_until(&self, until: Instant) {
+        self.until.store(nanos(until), Ordering::SeqCst);
+    }
+
+    fn open_until_closed(&self) {
+        self.until.store(u64::MAX, Ordering::SeqCst);
     }
 
     fn close(&self) {
@@ -92,10 +112,13 @@ pub struct Term {
     pub fence: Arc<Fence>,
     /// Cancelled when leadership is lost.
     pub lost: CancellationToken,
-    client: Arc<Client>,
+    /// The lock connection; replaced when the lock is taken again.
+    client: LockClient,
     pinger: JoinHandle<()>,
     metrics: Metrics,
 }
+
+type LockClient = Arc<std::sync::Mutex<Arc<Client>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -103,6 +126,39 @@ pub enum LeaderError {
     Db(#[from] tokio_postgres::Error),
     #[error("lock connection did not answer in time")]
     Timeout,
+}
+
+/// What a ping learnt.
+struct Answer {
+    standbys: i64,
+}
+
+/// Standbys blocked in `pg_advisory_lock` on the leader key, in this database.
+const STANDBYS_SQL: &str = "SELECT count(*) FROM pg_locks \
+     WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 \
+       AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid \
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+async fn ask(client: &Client) -> Result<Answer, LeaderError> {
+    let row = tokio::time::timeout(
+        PING_TIMEOUT,
+        client.query_one(STANDBYS_SQL, &[&LEADER_LOCK_KEY]),
+    )
+    .await
+    .map_err(|_| LeaderError::Timeout)??;
+    Ok(Answer {
+        standbys: row.get(0),
+    })
+}
+
+/// Opens `fence` as far as `answer` allows: a lease while a standby could
+/// take over, until further notice while none waits.
+fn apply(fence: &Fence, answer: &Answer, sent: Instant) {
+    if answer.standbys > 0 {
+        fence.set_until(sent + LEASE);
+    } else {
+        fence.open_until_closed();
+    }
 }
 
 impl Elector {
@@ -155,21 +211,7 @@ impl Elector {
     }
 
     async fn try_lead(&self, shutdown: &CancellationToken) -> Result<Option<Term>, LeaderError> {
-        let (client, connection) = self.pg.connect(NoTls).await?;
-        let client = Arc::new(client);
-        let conn_task = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "leader lock connection ended");
-            }
-        });
-        // Let the server notice a dead peer within seconds (a partition),
-        // so the lock is freed for a standby.
-        client
-            .batch_execute(
-                "SET tcp_keepalives_idle = 2; SET tcp_keepalives_interval = 1; \
-                 SET tcp_keepalives_count = 2; SET tcp_user_timeout = 3000",
-            )
-            .await?;
+        let (client, conn_task) = lock_connection(&self.pg).await?;
         let got = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY])
             .await?
@@ -200,10 +242,22 @@ impl Elector {
         // countdowns ended as "interrupted" while the term went on (seen in
         // `e2e_counting` during the fault suite's runs).
         let sent = Instant::now();
-        client.simple_query("SELECT 1").await?;
-        fence.extend_to(sent + LEASE);
+        let first = ask(&client).await?;
+        apply(&fence, &first, sent);
+        self.metrics.leader_standbys.set(first.standbys);
         let lost = CancellationToken::new();
-        let pinger = tokio::spawn(ping(client.clone(), fence.clone(), lost.clone()));
+        let client: LockClient = Arc::new(std::sync::Mutex::new(client));
+        let pinger = tokio::spawn(
+            Pinger {
+                pg: self.pg.clone(),
+                client: client.clone(),
+                fence: fence.clone(),
+                epoch,
+                alone: first.standbys == 0,
+                metrics: self.metrics.clone(),
+            }
+            .run(lost.clone()),
+        );
         if !predecessor_clean {
             tracing::info!(epoch, "previous leader did not step down cleanly; waiting {TAKEOVER_GRACE:?} before sending");
             tokio::select! {
@@ -230,26 +284,126 @@ impl Elector {
     }
 }
 
-async fn ping(client: Arc<Client>, fence: Arc<Fence>, lost: CancellationToken) {
-    let mut ticker = tokio::time::interval(PING_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let sent = Instant::now();
-        match tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await {
-            Ok(Ok(_)) => fence.extend_to(sent + LEASE),
-            Ok(Err(error)) => {
+/// A connection for the lock, set so the server notices a dead peer within
+/// seconds (a partition) and frees the lock for a standby.
+async fn lock_connection(
+    pg: &tokio_postgres::Config,
+) -> Result<(Arc<Client>, JoinHandle<()>), LeaderError> {
+    let (client, connection) = pg.connect(NoTls).await?;
+    let conn_task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "leader lock connection ended");
+        }
+    });
+    client
+        .batch_execute(
+            "SET tcp_keepalives_idle = 2; SET tcp_keepalives_interval = 1; \
+             SET tcp_keepalives_count = 2; SET tcp_user_timeout = 3000",
+        )
+        .await?;
+    Ok((Arc::new(client), conn_task))
+}
+
+/// Keeps the fence in step with the lock connection for one term.
+struct Pinger {
+    pg: tokio_postgres::Config,
+    client: LockClient,
+    fence: Arc<Fence>,
+    epoch: i64,
+    /// No standby was waiting at the last answer.
+    alone: bool,
+    metrics: Metrics,
+}
+
+enum Relock {
+    /// The lock is ours again and nobody led in between.
+    Ours(Arc<Client>),
+    /// Another instance holds the lock, or led meanwhile.
+    Superseded,
+}
+
+impl Pinger {
+    async fn run(mut self, lost: CancellationToken) {
+        let mut ticker = tokio::time::interval(PING_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let sent = Instant::now();
+            let client = self.current();
+            let error = match ask(&client).await {
+                Ok(answer) => {
+                    apply(&self.fence, &answer, sent);
+                    self.alone = answer.standbys == 0;
+                    self.metrics.leader_standbys.set(answer.standbys);
+                    continue;
+                }
+                Err(error) => error,
+            };
+            if !self.alone {
                 tracing::error!(%error, "lost the leader lock connection; stepping down");
                 break;
             }
-            Err(_) => {
-                tracing::error!("leader lock connection stopped answering; stepping down");
-                break;
+            tracing::warn!(
+                %error,
+                "lost the leader lock connection; no standby is waiting, so counting goes on \
+                 and the lock is taken again when the database answers"
+            );
+            match self.relock().await {
+                Relock::Ours(client) => {
+                    *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client;
+                    tracing::info!(
+                        epoch = self.epoch,
+                        "leader lock taken again; still the leader"
+                    );
+                }
+                Relock::Superseded => {
+                    tracing::error!(
+                        epoch = self.epoch,
+                        "another instance led while the database was away; stepping down"
+                    );
+                    break;
+                }
             }
         }
+        self.fence.close();
+        lost.cancel();
     }
-    fence.close();
-    lost.cancel();
+
+    fn current(&self) -> Arc<Client> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn relock(&self) -> Relock {
+        loop {
+            match self.try_relock().await {
+                Ok(Some(client)) => return Relock::Ours(client),
+                Ok(None) => return Relock::Superseded,
+                Err(error) => tracing::debug!(%error, "cannot take the leader lock again yet"),
+            }
+            tokio::time::sleep(RELOCK_EVERY).await;
+        }
+    }
+
+    async fn try_relock(&self) -> Result<Option<Arc<Client>>, LeaderError> {
+        let (client, _conn_task) = lock_connection(&self.pg).await?;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY])
+            .await?
+            .get(0);
+        if !got {
+            return Ok(None);
+        }
+        let epoch: i64 = client
+            .query_one("SELECT epoch FROM leader_state WHERE id", &[])
+            .await?
+            .get(0);
+        // A different epoch: someone led meanwhile. Dropping the client
+        // frees the lock we just took.
+        Ok((epoch == self.epoch).then_some(client))
+    }
 }
 
 impl Term {
@@ -259,10 +413,16 @@ impl Term {
         self.pinger.abort();
         self.fence.close();
         self.metrics.leader.set(0);
+        self.metrics.leader_standbys.set(0);
         if clean && !self.lost.is_cancelled() {
+            let client = self
+                .client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let marked = tokio::time::timeout(
                 Duration::from_millis(500),
-                self.client.execute(
+                client.execute(
                     "UPDATE leader_state SET clean = true WHERE id AND epoch = $1",
                     &[&self.epoch],
                 ),
@@ -273,12 +433,49 @@ impl Term {
             }
             let _ = tokio::time::timeout(
                 Duration::from_millis(500),
-                self.client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK_KEY]),
+                client.execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK_KEY]),
             )
             .await;
         }
         tracing::info!(epoch = self.epoch, "stepped down");
         // Dropping the client closes the connection, which frees the lock in any case.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_standby_makes_the_fence_a_one_second_lease() {
+        let fence = Fence::closed();
+        let sent = Instant::now();
+        apply(&fence, &Answer { standbys: 1 }, sent);
+        assert!(fence.is_open());
+        tokio::time::advance(LEASE - Duration::from_millis(1)).await;
+        assert!(fence.is_open());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(!fence.is_open(), "closed a second after the ping");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alone_the_fence_stays_open_without_answers_until_a_standby_shows_up() {
+        let fence = Fence::closed();
+        apply(&fence, &Answer { standbys: 0 }, Instant::now());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            fence.is_open(),
+            "an outage alone does not stop the counting"
+        );
+        // A standby appears: from now on the lease rules, even though the
+        // earlier answer opened the fence for good.
+        let sent = Instant::now();
+        apply(&fence, &Answer { standbys: 2 }, sent);
+        tokio::time::advance(LEASE + Duration::from_millis(1)).await;
+        assert!(!fence.is_open());
+        apply(&fence, &Answer { standbys: 0 }, Instant::now());
+        assert!(fence.is_open());
+        fence.close();
+        assert!(!fence.is_open(), "stepping down closes it");
     }
 }

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub gateway_ready: IntGauge,
     pub rate_budget: IntGauge,
     pub leader: IntGauge,
+    pub leader_standbys: IntGauge,
+    pub edge_races: IntCounter,
     pub registration_failures: IntCounter,
 }
 
@@ -160,6 +162,18 @@ impl Metrics {
             "countdown_leader",
             "1 while this instance is the leader (the one that connects and sends).",
         )?;
+        let leader_standbys = IntGauge::new(
+            "countdown_leader_standbys",
+            "Standbys waiting for the leader lock, as the leader saw at its last ping \
+             (0 on a standby). With none, the leader keeps counting through a database outage.",
+        )?;
+
+        let edge_races = IntCounter::new(
+            "countdown_rate_limit_edge_races_total",
+            "429s of a channel bucket asking to wait at most 100 ms: a number sent exactly when \
+             the bucket's window ends arrived a few ms early (also counted in \
+             countdown_send_errors_total{kind=\"rate_limited\"}).",
+        )?;
 
         let registration_failures = IntCounter::new(
             "countdown_command_registration_failures_total",
@@ -186,6 +200,8 @@ impl Metrics {
             Box::new(gateway_ready.clone()),
             Box::new(rate_budget.clone()),
             Box::new(leader.clone()),
+            Box::new(leader_standbys.clone()),
+            Box::new(edge_races.clone()),
         ] {
             registry.register(c)?;
         }
@@ -244,6 +260,8 @@ impl Metrics {
             gateway_ready,
             rate_budget,
             leader,
+            leader_standbys,
+            edge_races,
             registration_failures,
         })
     }

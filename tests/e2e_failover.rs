@@ -9,56 +9,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 
-/// Polls one instance's metric until `pred` holds (another process's state
-/// has no event to await).
-async fn wait_metric(bot: &Bot, sample: &str, pred: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok((200, text)) = bot.get("/metrics").await {
-            let value = text.lines().find_map(|l| {
-                let (name, v) = l.rsplit_once(' ')?;
-                (name == sample).then(|| v.parse::<f64>().ok())?
-            });
-            if let Some(v) = value.filter(|v| pred(*v)) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting on {sample}:\n{}",
-            bot.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_standby(bot: &Bot) {
-    wait_metric(bot, "countdown_leader", |v| v == 0.0).await;
-    // The standby is up and blocked on the lock, not merely starting.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !bot
-        .logs()
-        .contains("standby: another instance is the leader")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "never became a standby:\n{}",
-            bot.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (status, body) = bot.get("/readyz").await.unwrap();
-    assert_eq!(status, 503);
-    assert!(body.contains("standby"), "{body}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_leader_hands_over_within_3_s_with_no_gap_and_no_duplicate() {
     let fake = fake().await;
     let db = TestDb::create().await;
     let mut a = Bot::start_ready(&fake, &db, &[]).await;
     let b = Bot::start(&fake, &db, &[]);
-    wait_standby(&b).await;
+    b.wait_standby().await;
     assert_eq!(a.metric("countdown_leader").await, 1.0);
     assert_eq!(fake.identify_count(), 1, "only the leader connects");
     let ch = channel(&fake, 0, 0);
@@ -89,7 +46,7 @@ async fn sigterm_of_the_leader_hands_over_within_1_s() {
     let db = TestDb::create().await;
     let mut a = Bot::start_ready(&fake, &db, &[]).await;
     let b = Bot::start(&fake, &db, &[]);
-    wait_standby(&b).await;
+    b.wait_standby().await;
     let ch = channel(&fake, 0, 1);
 
     say(&fake, ch, &mention(&fake, "count to 6")).await;
@@ -121,7 +78,7 @@ async fn a_leader_cut_from_the_database_steps_down_and_the_standby_takes_over() 
     let db = TestDb::create().await;
     let a = Bot::start_ready(&fake, &db, &[]).await;
     let b = Bot::start(&fake, &db, &[]);
-    wait_standby(&b).await;
+    b.wait_standby().await;
     let ch = channel(&fake, 0, 2);
 
     say(&fake, ch, &mention(&fake, "count to 8")).await;
@@ -142,15 +99,15 @@ async fn a_leader_cut_from_the_database_steps_down_and_the_standby_takes_over() 
         .get(0);
     assert_eq!(terminated, 1);
 
-    wait_metric(&a, "countdown_leader", |v| v == 0.0).await;
-    wait_metric(&b, "countdown_leader", |v| v == 1.0).await;
+    a.wait_metric("countdown_leader", |v| v == 0.0).await;
+    b.wait_metric("countdown_leader", |v| v == 1.0).await;
     let msgs = wait_messages(&fake, ch, 8).await;
     assert_eq!(numbers(&msgs), one_to(8), "still exactly once");
     assert!(a.logs().contains("stepping down"));
     db.wait_tasks("finished row", |t| t == [("finished".into(), 8, 8)])
         .await;
     // The deposed instance campaigns again and waits as a standby.
-    wait_standby(&a).await;
+    a.wait_standby().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +117,7 @@ async fn three_instances_and_repeated_kills_always_have_exactly_one_leader() {
     let mut bots = vec![Bot::start_ready(&fake, &db, &[]).await];
     for _ in 0..2 {
         let standby = Bot::start(&fake, &db, &[]);
-        wait_standby(&standby).await;
+        standby.wait_standby().await;
         bots.push(standby);
     }
     let ch = channel(&fake, 1, 0);
@@ -183,7 +140,7 @@ async fn three_instances_and_repeated_kills_always_have_exactly_one_leader() {
             .unwrap();
         // A replacement joins as a standby.
         let standby = Bot::start(&fake, &db, &[]);
-        wait_standby(&standby).await;
+        standby.wait_standby().await;
         bots.push(standby);
     }
     let msgs = wait_messages(&fake, ch, 14).await;
@@ -204,7 +161,7 @@ async fn failover_time_over_10_kills() {
     let db = TestDb::create().await;
     let mut leader = Bot::start_ready(&fake, &db, &[]).await;
     let mut standby = Bot::start(&fake, &db, &[]);
-    wait_standby(&standby).await;
+    standby.wait_standby().await;
     let ch = channel(&fake, 4, 0);
     say(&fake, ch, &mention(&fake, "count to 300")).await;
     wait_messages(&fake, ch, 2).await;
@@ -227,7 +184,7 @@ async fn failover_time_over_10_kills() {
         to_number.push(msgs[before].at.duration_since(killed));
         leader = standby;
         standby = Bot::start(&fake, &db, &[]);
-        wait_standby(&standby).await;
+        standby.wait_standby().await;
         wait_messages(&fake, ch, fake.messages(ch).len() + 1).await;
     }
     let msgs = fake.messages(ch);

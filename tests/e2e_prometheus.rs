@@ -719,6 +719,7 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
     let send_errors = &results[&("Send errors per second, by kind".to_owned(), "A".to_owned())];
     assert!(send_errors.len() >= 6 && send_errors.iter().all(|(_, v)| *v == 0.0));
     assert_eq!(value("429s per minute", "A", None), 0.0);
+    assert_eq!(value("429s per minute", "B", None), 0.0, "edge races");
     assert_eq!(value("Database errors per minute", "A", None), 0.0);
     assert!(value("Memory", "A", None) > 1e6);
     assert!(value("Uptime", "A", None) > 0.0);

@@ -265,6 +265,9 @@ pub(crate) async fn post_message(
             Ok(b) => b,
             Err(b) => {
                 w.stats.rate_limited += 1;
+                w.stats.rate_limited_channel += 1;
+                let early = b.reset_after.as_millis() as u64;
+                w.stats.channel_429_max_early_ms = w.stats.channel_429_max_early_ms.max(early);
                 drop(w);
                 return rate_limited_response(b.reset_after.as_secs_f64(), false, Some(b));
             }

@@ -102,6 +102,13 @@ pub struct Stats {
     pub nonce_duplicates: u64,
     /// 429 answers served (injected and enforced, global and per channel).
     pub rate_limited: u64,
+    /// Of those, 429s of an enforced channel bucket (a message POST over
+    /// the channel's limit).
+    pub rate_limited_channel: u64,
+    /// The most any of those arrived before its window ended, in ms: a few
+    /// ms is a race at the window's edge (arrival jitter), a second or more
+    /// a request the sender should have known not to send.
+    pub channel_429_max_early_ms: u64,
     /// Answers replaced by `fail_next` (plus requests swallowed by `hang_next`).
     pub injected_errors: u64,
     /// Requests swallowed by `hang_next`.

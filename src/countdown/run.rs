@@ -18,14 +18,6 @@ use crate::storage::Journal;
 /// A stall longer than this re-anchors the schedule.
 pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 pub const TICK: Duration = Duration::from_secs(1);
-/// A number the pacer held back a little (a channel posting without pause,
-/// see `pacer::CHANNEL_MARGIN`) sets the pace: the next one is due a second
-/// after it went out, so lateness does not pile up 6 ms a number into a 1 s
-/// re-anchor. Below `FOLLOW_MIN` it is timer noise (the grid stays absolute);
-/// above `FOLLOW_MAX` a hiccup (a retry), after which the original schedule
-/// is kept, up to `REANCHOR_AFTER`.
-const FOLLOW_MIN: Duration = Duration::from_millis(2);
-const FOLLOW_MAX: Duration = Duration::from_millis(100);
 /// An answer older than this is the earlier message of a repeated nonce
 /// (a new one is milliseconds old; clocks agree far better than this).
 const DUPLICATE_AGE: Duration = Duration::from_millis(500);
@@ -136,9 +128,6 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
                 "message went out late; re-anchoring the schedule"
             );
             anchor = delivered + TICK;
-            anchor_k = k + 1;
-        } else if (FOLLOW_MIN..=FOLLOW_MAX).contains(&sent_at.saturating_duration_since(due)) {
-            anchor = sent_at + TICK;
             anchor_k = k + 1;
         }
     }

@@ -404,21 +404,50 @@ impl Bot {
         count_lines(&self.logs(), needle)
     }
 
-    /// Polls `sample` until `pred` holds (10 s), returns the value.
+    /// Polls `sample` until `pred` holds (15 s), returns the value. Another
+    /// process's state has no event to await; a bot that does not answer
+    /// yet (starting, stopping) is polled again.
     pub async fn wait_metric(&self, sample: &str, pred: impl Fn(f64) -> bool) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let v = self.metric(sample).await;
-            if pred(v) {
+            let value = match self.get("/metrics").await {
+                Ok((200, text)) => text.lines().find_map(|l| {
+                    let (name, v) = l.rsplit_once(' ')?;
+                    (name == sample).then(|| v.parse::<f64>().ok())?
+                }),
+                _ => None,
+            };
+            if let Some(v) = value.filter(|v| pred(*v)) {
                 return v;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting on {sample} (now {v}):\n{}",
+                "timed out waiting on {sample} (last {value:?}):\n{}",
                 self.logs()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until this instance is a standby blocked on the leader lock,
+    /// not merely starting.
+    pub async fn wait_standby(&self) {
+        self.wait_metric("countdown_leader", |v| v == 0.0).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self
+            .logs()
+            .contains("standby: another instance is the leader")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "never became a standby:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = self.get("/readyz").await.unwrap_or_default();
+        assert_eq!(status, 503);
+        assert!(body.contains("standby"), "{body}");
     }
 }
 
