@@ -155,6 +155,7 @@ enum StopCheck {
 #[derive(Clone)]
 pub struct CommandService {
     inner: Arc<Inner>,
+    stop_policy: StopPolicy,
 }
 
 struct Inner {
@@ -168,7 +169,6 @@ struct Inner {
     bot_id: AtomicU64,
     /// Bounds refusals and usage answers (see [`super::throttle`]).
     reply_budget: ReplyBudget,
-    stop_policy: StopPolicy,
 }
 
 impl CommandService {
@@ -192,16 +192,14 @@ impl CommandService {
                 shutdown,
                 bot_id: AtomicU64::new(0),
                 reply_budget: ReplyBudget::default(),
-                stop_policy: StopPolicy::default(),
             }),
+            stop_policy: StopPolicy::default(),
         }
     }
 
-    /// Sets `STOP_POLICY` (before the service is shared).
+    /// Sets `STOP_POLICY`.
     pub fn with_stop_policy(mut self, policy: StopPolicy) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.stop_policy = policy;
-        }
+        self.stop_policy = policy;
         self
     }
 
@@ -210,7 +208,7 @@ impl CommandService {
     }
 
     pub fn stop_policy(&self) -> StopPolicy {
-        self.inner.stop_policy
+        self.stop_policy
     }
 
     /// False while shutting down (or before READY): commands are not taken.
@@ -389,7 +387,7 @@ impl CommandService {
         if let Some(task_id) = task {
             tracing::Span::current().record("task_id", task_id);
         }
-        let policy = self.inner.stop_policy;
+        let policy = self.stop_policy;
         let actor = origin.actor();
         let requested = self
             .inner

@@ -457,3 +457,45 @@ async fn a_429_at_the_bucket_edge_costs_milliseconds_not_a_second() {
     assert_eq!(h.send_times(10)[5..], [(6, 5002), (7, 6000)]);
     assert_eq!(h.metrics.edge_races.get(), 1, "counted as an edge race");
 }
+
+/// A stop that its caller's check refuses (the stop policy, a button of
+/// another countdown) leaves the countdown running; an accepted one is
+/// requested at once and waited for separately (an interaction answers
+/// before the countdown's task has ended).
+#[tokio::test(start_paused = true)]
+async fn a_refused_stop_request_changes_nothing() {
+    let h = harness(LIMITS);
+    h.start(7, 10, 100);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let other_task = h.scheduler.request_stop(10, |spec| {
+        if spec.task_id == 6 {
+            Ok(())
+        } else {
+            Err("another countdown")
+        }
+    });
+    assert!(matches!(
+        other_task,
+        Err(StopRefused::Check("another countdown"))
+    ));
+    assert!(matches!(
+        h.scheduler.request_stop(11, |_| Ok::<(), ()>(())),
+        Err(StopRefused::NotCounting)
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.send_times(10).len(), 3, "still counting");
+
+    let pending = h
+        .scheduler
+        .request_stop(10, |spec| if spec.task_id == 7 { Ok(()) } else { Err(()) })
+        .ok()
+        .unwrap();
+    assert_eq!(pending.task_id(), 7);
+    assert!(
+        h.scheduler.request_stop(10, |_| Ok::<(), ()>(())).is_err(),
+        "a second stop finds it stopping"
+    );
+    let stopped = pending.wait().await;
+    assert_eq!((stopped.task_id, stopped.last_sent), (7, 3));
+    assert_eq!(h.metrics.finished.with_label_values(&["stopped"]).get(), 1);
+}
