@@ -496,3 +496,60 @@ async fn a_database_from_before_slash_commands_gains_the_source_column_and_resum
     assert_eq!(button_ids(&msgs[0]), [format!("stop:{}", rows[0].0)]);
     bot.assert_logs_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_database_defers_the_answer_and_a_missing_one_is_an_ephemeral_try_again() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let bot = Bot::start_ready(&fake, &db, &[]).await;
+    let ch = channel(&fake, 7, 2);
+
+    // Inserts fail: the table is gone from under the bot.
+    let admin = db.client().await;
+    admin
+        .batch_execute("ALTER TABLE tasks RENAME TO tasks_away")
+        .await
+        .unwrap();
+    let answer = slash_count(&fake, ch, user(), 2).await;
+    assert!(answer.accepted() && answer.ephemeral(), "{answer:?}");
+    let text = answer.content.clone().unwrap_or_default();
+    assert!(text.contains("try again"), "{text}");
+    admin
+        .batch_execute("ALTER TABLE tasks_away RENAME TO tasks")
+        .await
+        .unwrap();
+    assert_eq!(db.wait_command_errors(1).await, ["db_unavailable"]);
+
+    // Inserts wait: the table is locked for longer than the window allows.
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let options = json!([{ "name": "n", "type": 4, "value": 2 }]);
+    let sent = fake.slash_command(ch, user(), "count", options).unwrap();
+    let deferred = fake
+        .wait_interaction_response(sent.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!((deferred.kind, deferred.status), (5, 204), "{deferred:?}");
+    assert!(deferred.ephemeral(), "{deferred:?}");
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(3)).contains(&deferred.elapsed),
+        "deferred after {:?}",
+        deferred.elapsed
+    );
+    lock.commit().await.unwrap();
+    let edit = fake
+        .wait_interaction_edit(sent.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(edit.content, format!("<@{USER}> started a countdown to 2."));
+    assert_eq!(
+        edit.allowed_mentions.as_ref().map(|a| a["parse"].clone()),
+        Some(json!([]))
+    );
+    assert_eq!(numbers(&wait_messages(&fake, ch, 2).await), one_to(2));
+    assert_eq!(bot.log_count("deferring it"), 1);
+    bot.assert_logs_clean();
+}

@@ -336,6 +336,26 @@ impl FakeDiscord {
         self.shared().world().interaction_edits.clone()
     }
 
+    /// Waits (woken by each edit) for the first edit of interaction `id`'s answer.
+    pub async fn wait_interaction_edit(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<InteractionEdit> {
+        let found = self
+            .shared()
+            .wait_event(timeout, |w| {
+                w.interaction_edits
+                    .iter()
+                    .find(|e| e.interaction_id == id)
+                    .cloned()
+            })
+            .await;
+        found.ok_or_else(|| {
+            anyhow::anyhow!("fake-discord: no edit of interaction {id} within {timeout:?}")
+        })
+    }
+
     /// The commands registered for `guild` (`None`: global), as the fake
     /// stored them (with ids).
     pub fn registered_commands(&self, guild: Option<u64>) -> Vec<serde_json::Value> {
