@@ -206,6 +206,8 @@ async fn run_term(
             .await
             .context("cannot build the Discord client")?;
     let shard_manager = client.shard_manager.clone();
+    // serenity asks `GET /gateway/bot` before it connects, outside the pacer.
+    pacer.book_external();
     let mut gateway = tokio::spawn(async move { client.start().await });
     tracing::info!(
         api = settings

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -118,7 +118,21 @@ pub struct Term {
     metrics: Metrics,
 }
 
-type LockClient = Arc<std::sync::Mutex<Arc<Client>>>;
+type LockClient = Arc<std::sync::Mutex<Arc<LockConn>>>;
+
+/// The lock connection, with the ping prepared once: one round trip a ping.
+struct LockConn {
+    client: Client,
+    standbys: Statement,
+}
+
+impl std::ops::Deref for LockConn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -139,10 +153,10 @@ const STANDBYS_SQL: &str = "SELECT count(*) FROM pg_locks \
        AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid \
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
-async fn ask(client: &Client) -> Result<Answer, LeaderError> {
+async fn ask(conn: &LockConn) -> Result<Answer, LeaderError> {
     let row = tokio::time::timeout(
         PING_TIMEOUT,
-        client.query_one(STANDBYS_SQL, &[&LEADER_LOCK_KEY]),
+        conn.client.query_one(&conn.standbys, &[&LEADER_LOCK_KEY]),
     )
     .await
     .map_err(|_| LeaderError::Timeout)??;
@@ -288,7 +302,7 @@ impl Elector {
 /// seconds (a partition) and frees the lock for a standby.
 async fn lock_connection(
     pg: &tokio_postgres::Config,
-) -> Result<(Arc<Client>, JoinHandle<()>), LeaderError> {
+) -> Result<(Arc<LockConn>, JoinHandle<()>), LeaderError> {
     let (client, connection) = pg.connect(NoTls).await?;
     let conn_task = tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -301,7 +315,8 @@ async fn lock_connection(
              SET tcp_keepalives_count = 2; SET tcp_user_timeout = 3000",
         )
         .await?;
-    Ok((Arc::new(client), conn_task))
+    let standbys = client.prepare(STANDBYS_SQL).await?;
+    Ok((Arc::new(LockConn { client, standbys }), conn_task))
 }
 
 /// Keeps the fence in step with the lock connection for one term.
@@ -317,7 +332,7 @@ struct Pinger {
 
 enum Relock {
     /// The lock is ours again and nobody led in between.
-    Ours(Arc<Client>),
+    Ours(Arc<LockConn>),
     /// Another instance holds the lock, or led meanwhile.
     Superseded,
 }
@@ -369,7 +384,7 @@ impl Pinger {
         lost.cancel();
     }
 
-    fn current(&self) -> Arc<Client> {
+    fn current(&self) -> Arc<LockConn> {
         self.client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -387,7 +402,7 @@ impl Pinger {
         }
     }
 
-    async fn try_relock(&self) -> Result<Option<Arc<Client>>, LeaderError> {
+    async fn try_relock(&self) -> Result<Option<Arc<LockConn>>, LeaderError> {
         let (client, _conn_task) = lock_connection(&self.pg).await?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY])

@@ -7,6 +7,11 @@ use secrecy::ExposeSecret;
 
 use countdown::config::Settings;
 
+/// glibc `malloc` was a fifth of the bot's CPU per number under load
+/// (many small, short-lived allocations per request); see BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match dotenvy::from_filename("config.env") {

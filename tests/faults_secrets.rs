@@ -345,7 +345,8 @@ fn sql_violations(file: &str, code: &str) -> Vec<String> {
                 || arg.starts_with("concat!(")
                 || arg.starts_with(')')
                 || consts.contains(&ident)
-                || (ident == "sql" && code[..at].contains("let sql = format!("));
+                || (ident == "sql" && code[..at].contains("let sql = format!("))
+                || is_prepared_statement(code, arg, &ident);
             if !ok {
                 found.push(format!(
                     "{file}:{}: {call}…) with SQL from {:?}",
@@ -356,6 +357,30 @@ fn sql_violations(file: &str, code: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// A statement prepared in this file: a `let {ident} = ….prepare…(` or a
+/// field declared `: Statement`. Its SQL was checked where it was prepared
+/// (`.prepare(` and `.prepare_cached(` are among the calls checked).
+fn is_prepared_statement(code: &str, arg: &str, ident: &str) -> bool {
+    let prepared_let = code
+        .match_indices(&format!("let {ident} = "))
+        .any(|(at, _)| {
+            let rest = &code[at..];
+            let end = rest.find(';').unwrap_or(rest.len());
+            rest[..end].contains(".prepare")
+        });
+    let field = arg
+        .strip_prefix(ident)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|r| {
+            r.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|f| !f.is_empty());
+    let statement_field = field.is_some_and(|f| code.contains(&format!("{f}: Statement")));
+    prepared_let || statement_field
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -383,10 +408,20 @@ fn the_sql_check_finds_sql_built_from_values() {
             client.simple_query(&q).await;
             let fine = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
             client.query_one("SELECT 1 WHERE $1", &[&id]).await;
+            let statement = client.prepare("SELECT 1 WHERE $1").await;
+            client.execute(&statement, &[&id]).await;
+            let built = client.prepare(&format!("SELECT {id}")).await;
+            client.execute(&built, &[]).await;
         }
     "#;
     let found = sql_violations("bad.rs", bad);
-    assert_eq!(found.len(), 6, "{found:#?}");
+    assert_eq!(found.len(), 7, "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(".prepare(") && f.contains("format!")),
+        "a statement prepared from built SQL: {found:#?}"
+    );
     for what in [
         "{id}",
         "{}",

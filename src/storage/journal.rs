@@ -225,11 +225,11 @@ impl Journal {
             let ids: Vec<i64> = batch.ends.keys().copied().collect();
             let statuses: Vec<&str> = ids.iter().map(|id| batch.ends[id].0.as_str()).collect();
             let last: Vec<i32> = ids.iter().map(|id| batch.ends[id].1).collect();
-            tasks::write_ends(&**client, self.inner.epoch, &ids, &statuses, &last).await?;
+            tasks::write_ends(&client, self.inner.epoch, &ids, &statuses, &last).await?;
         }
         if !batch.progress.is_empty() {
             let (ids, last): (Vec<i64>, Vec<i32>) = batch.progress.iter().unzip();
-            tasks::write_progress(&**client, self.inner.epoch, &ids, &last).await?;
+            tasks::write_progress(&client, self.inner.epoch, &ids, &last).await?;
         }
         if !batch.command_errors.is_empty() {
             let written = tasks::insert_command_errors(&**client, &batch.command_errors).await;

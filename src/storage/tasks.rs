@@ -145,45 +145,47 @@ macro_rules! fenced {
 }
 
 /// Progress of running countdowns. Never moves `last_sent` backwards.
+/// Prepared once per connection: the journal runs it four times a second,
+/// and a prepare and a close each cost a round trip.
 pub async fn write_progress(
-    client: &impl GenericClient,
+    client: &deadpool_postgres::Client,
     epoch: Option<i64>,
     ids: &[i64],
     last_sent: &[i32],
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            concat!(
-                "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
+    let statement = client
+        .prepare_cached(concat!(
+            "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
                  FROM unnest($1::bigint[], $2::int[]) AS p(id, k) \
                  WHERE tasks.id = p.id AND tasks.status = 'running' AND ",
-                fenced!(3)
-            ),
-            &[&ids, &last_sent, &epoch],
-        )
+            fenced!(3)
+        ))
+        .await?;
+    client
+        .execute(&statement, &[&ids, &last_sent, &epoch])
         .await?;
     Ok(())
 }
 
-/// Final states of countdowns that ended.
+/// Final states of countdowns that ended (prepared once per connection).
 pub async fn write_ends(
-    client: &impl GenericClient,
+    client: &deadpool_postgres::Client,
     epoch: Option<i64>,
     ids: &[i64],
     statuses: &[&str],
     last_sent: &[i32],
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            concat!(
-                "UPDATE tasks SET status = e.status, last_sent = GREATEST(tasks.last_sent, e.k), \
+    let statement = client
+        .prepare_cached(concat!(
+            "UPDATE tasks SET status = e.status, last_sent = GREATEST(tasks.last_sent, e.k), \
                         finished_at = now(), updated_at = now() \
                  FROM unnest($1::bigint[], $2::text[], $3::int[]) AS e(id, status, k) \
                  WHERE tasks.id = e.id AND tasks.status = 'running' AND ",
-                fenced!(4)
-            ),
-            &[&ids, &statuses, &last_sent, &epoch],
-        )
+            fenced!(4)
+        ))
+        .await?;
+    client
+        .execute(&statement, &[&ids, &statuses, &last_sent, &epoch])
         .await?;
     Ok(())
 }
