@@ -84,7 +84,9 @@ impl Resumer {
         // over from the previous leader term): a countdown a user stopped
         // must not read as `running` and come back.
         inner.journal.flush().await?;
+        let mut expired = 0usize;
         for row in tasks::expire_idle(&inner.pool, inner.max_age).await? {
+            expired += 1;
             tracing::warn!(
                 task_id = row.id,
                 channel_id = row.channel_id,
@@ -111,7 +113,7 @@ impl Resumer {
             }
         }
         if resumed > 0 {
-            tracing::info!(resumed, "countdowns resumed");
+            tracing::info!(resumed, expired, "countdowns resumed");
         }
         Ok(())
     }
@@ -139,7 +141,9 @@ impl Resumer {
         };
         let next = row.last_sent + 1;
         let first_due = due_instant(&row, next);
-        tracing::info!(
+        // Debug: after an outage there may be thousands; the summary line
+        // below is the one to read.
+        tracing::debug!(
             task_id = row.id,
             channel_id = row.channel_id,
             next,
