@@ -248,6 +248,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut lateness = Vec::new();
     let mut first = Vec::new();
     let mut intervals = Vec::new();
+    let mut late_by_k: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
     for (i, (ch, _)) in chans.iter().enumerate() {
         let messages = fake
             .wait_for_messages(*ch, n, Duration::from_secs(n as u64 + 30))
@@ -264,10 +265,22 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         let t1 = numbers[0].at;
         first.push(ms_between(t1, injected[i]));
         for (k, m) in numbers.iter().enumerate().skip(1) {
-            lateness.push(ms_between(m.at, t1 + Duration::from_secs(k as u64)));
+            let late = ms_between(m.at, t1 + Duration::from_secs(k as u64));
+            if late > 10.0 {
+                late_by_k.entry(k + 1).or_default().push(late);
+            }
+            lateness.push(late);
         }
         intervals.push((numbers[n - 1].at - t1).as_secs_f64() / (n as f64 - 1.0));
     }
+    // Where the late ones are: which numbers, how many channels, how late.
+    let where_late: Vec<String> = late_by_k
+        .iter()
+        .map(|(k, v)| {
+            let worst = v.iter().copied().fold(0.0, f64::max);
+            format!("#{k}: {} ({:.0} ms)", v.len(), worst)
+        })
+        .collect();
     let cpu1 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
     let after = bot.metrics().await?;
     let l = sorted(lateness);
@@ -293,6 +306,15 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         S,
         "fake: max arrival − due",
         ms(*l.last().unwrap_or(&f64::NAN)),
+    );
+    ctx.info(
+        S,
+        "numbers over 10 ms late: channels (worst), by number",
+        if where_late.is_empty() {
+            "none".to_owned()
+        } else {
+            where_late.join(", ")
+        },
     );
     ctx.info(
         S,
