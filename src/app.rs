@@ -193,6 +193,7 @@ async fn run_term(
         interactions: Interactions::new(commands.clone()),
         registration: Registration::new(
             settings.command_guild_id,
+            pacer.clone(),
             metrics.clone(),
             journal.clone(),
         ),

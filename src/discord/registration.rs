@@ -17,6 +17,7 @@ use serenity::all::{
 };
 
 use crate::commands::parse::MAX_TARGET;
+use crate::countdown::pacer::Pacer;
 use crate::metrics::Metrics;
 use crate::storage::Journal;
 
@@ -49,6 +50,8 @@ pub struct Registration {
 
 struct Inner {
     guild_id: Option<u64>,
+    /// The registration takes a slot of the global budget like any request.
+    pacer: Arc<Pacer>,
     metrics: Metrics,
     journal: Journal,
     /// Once per term: a second READY (a fresh session) needs no new overwrite.
@@ -56,10 +59,16 @@ struct Inner {
 }
 
 impl Registration {
-    pub fn new(guild_id: Option<u64>, metrics: Metrics, journal: Journal) -> Self {
+    pub fn new(
+        guild_id: Option<u64>,
+        pacer: Arc<Pacer>,
+        metrics: Metrics,
+        journal: Journal,
+    ) -> Self {
         Registration {
             inner: Arc::new(Inner {
                 guild_id,
+                pacer,
                 metrics,
                 journal,
                 started: AtomicBool::new(false),
@@ -84,6 +93,7 @@ impl Registration {
         };
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
+            inner.pacer.acquire_global().await;
             let outcome = match inner.guild_id {
                 Some(id) => GuildId::new(id).set_commands(http, definitions()).await,
                 None => Command::set_global_commands(http, definitions()).await,
