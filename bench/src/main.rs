@@ -112,6 +112,11 @@ fn bot_binary(build: bool) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The same allocator as the bot's, so the fake in this process is not
+/// slowed by glibc's `malloc` more than the bot is.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;

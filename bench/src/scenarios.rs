@@ -222,6 +222,7 @@ pub async fn drift(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     );
     drop(bot);
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -344,6 +345,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
     ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
     drop(bot);
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -490,6 +492,7 @@ pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
     let wall = cpu1.2 - cpu0.2;
     ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
     ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -692,6 +695,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         "TCP accept-queue overflows (system-wide)",
         (listen_overflows() - overflows).to_string(),
     );
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -829,6 +833,7 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
         "TCP accept-queue overflows (system-wide)",
         (listen_overflows() - overflows).to_string(),
     );
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -908,6 +913,7 @@ pub async fn cold_start(ctx: &mut Ctx) -> anyhow::Result<()> {
         "process start → READY sent (p50)",
         ms(percentile(&id, 50.0)),
     );
+    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }

@@ -265,7 +265,30 @@ impl InteractionResponse {
     }
 }
 
+/// What [`World::take_history`] took out, dropped by the caller outside
+/// the lock.
+#[allow(dead_code)] // held only to be dropped
+pub(crate) struct History(
+    Vec<PostedMessage>,
+    HashMap<u64, Vec<usize>>,
+    HashMap<u64, Value>,
+    HashMap<(u64, String), (usize, Instant)>,
+    Vec<RequestRecord>,
+);
+
 impl World {
+    /// Takes every recorded message, message object, nonce and request
+    /// out of the world (counters stay).
+    pub(crate) fn take_history(&mut self) -> History {
+        History(
+            std::mem::take(&mut self.messages),
+            std::mem::take(&mut self.by_channel),
+            std::mem::take(&mut self.message_objects),
+            std::mem::take(&mut self.nonces),
+            std::mem::take(&mut self.requests),
+        )
+    }
+
     /// A fresh snowflake, increasing, with a realistic timestamp part.
     pub(crate) fn snowflake(&mut self) -> u64 {
         let ms = SystemTime::now()
