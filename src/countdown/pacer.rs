@@ -46,9 +46,10 @@ pub const CHANNEL_PERIOD: Duration = Duration::from_secs(5);
 /// request that fits goes at once.
 pub const GLOBAL_MARGIN: Duration = Duration::from_millis(20);
 
-/// A slot the budget holds back by more than this is spaced from the one
-/// booked before it (see [`Budget::earliest`]); one held back less is a
-/// transient overlap and goes as soon as the window allows. Found by
+/// A slot the budget holds back by more than this, or while slots are
+/// booked more than this ahead (a backlog), is spaced from the one booked
+/// before it (see [`Budget::earliest`]); one held back less with no
+/// backlog is a transient overlap and goes as soon as the window allows. Found by
 /// `bench` scenario 2: 40 countdowns in lock-step, whose window openers
 /// come 20–40 ms late together (arrival jitter), put a late number and its
 /// on-time successor into one rolling second for many channels at once;
@@ -203,6 +204,12 @@ impl Budget {
             Some(f) if f > from => f,
             _ => from,
         };
+        // A backlog: slots are booked well ahead, so every request held
+        // back is paced, whatever its own wait.
+        let backlog = self
+            .slots
+            .back()
+            .is_some_and(|&last| last > now + SPACE_HELD_AFTER);
         loop {
             while let Some(next) = self.conflict(t) {
                 t = next + self.margin;
@@ -214,7 +221,8 @@ impl Budget {
             // margin) instead of all at the instant it frees up: a burst of
             // 50 arrives spread over milliseconds, and its first arrivals
             // came inside the window of the burst before.
-            if t > not_before + SPACE_HELD_AFTER && !self.margin.is_zero() {
+            let held = t.saturating_duration_since(not_before);
+            if !held.is_zero() && (held > SPACE_HELD_AFTER || backlog) && !self.margin.is_zero() {
                 let gap = (self.period + self.margin) / self.limit as u32;
                 let p = self.slots.partition_point(|&s| s <= t);
                 if let Some(&prev) = p.checked_sub(1).and_then(|i| self.slots.get(i)) {
