@@ -122,15 +122,7 @@ async fn a_database_outage_loses_nothing_and_delays_nothing() {
         "{}",
         reply[0].content
     );
-    say(&fake, stopped, &mention(&fake, "stop")).await;
-    let msgs = fake
-        .wait_for_messages_matching(stopped, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped at")
-        })
-        .await
-        .unwrap();
-    let stopped_at = *numbers(&msgs).last().unwrap();
-    assert_eq!(numbers(&msgs), one_to(stopped_at));
+    let stopped_at = stop_and_wait(&fake, stopped).await;
 
     assert!(bot.metric("countdown_db_errors_total").await >= 2.0);
     assert_eq!(
@@ -250,14 +242,7 @@ async fn with_a_standby_an_outage_fences_the_leader_and_it_carries_on_after() {
 
     // A stop, and at once the database goes away: the stop's row may not be
     // written yet.
-    say(&fake, stopped, &mention(&fake, "stop")).await;
-    let msgs = fake
-        .wait_for_messages_matching(stopped, Duration::from_secs(10), |m| {
-            m.content.starts_with("Stopped at")
-        })
-        .await
-        .unwrap();
-    let stopped_at = *numbers(&msgs).last().unwrap();
+    let stopped_at = stop_and_wait(&fake, stopped).await;
     let down_at = std::time::Instant::now();
     pg.stop();
 

@@ -84,6 +84,23 @@ fn nonce_of(m: &PostedMessage) -> Option<(i64, u32)> {
     Some((id.parse().ok()?, k.parse().ok()?))
 }
 
+/// The p99 of `sorted` lateness (ms) against its goal, and the max.
+fn lateness_rows(ctx: &mut Ctx, scenario: &str, sorted: &[f64], goal_ms: f64) {
+    let p99 = percentile(sorted, 99.0);
+    ctx.row(
+        scenario,
+        "fake: p99 arrival − due",
+        ms(p99),
+        &format!("≤ {goal_ms} ms"),
+        Some(p99 <= goal_ms),
+    );
+    ctx.info(
+        scenario,
+        "fake: max arrival − due",
+        ms(*sorted.last().unwrap_or(&f64::NAN)),
+    );
+}
+
 fn ms(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()
@@ -295,19 +312,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         "fake: p50 arrival − due (due = #1 + (k−1) s)",
         ms(percentile(&l, 50.0)),
     );
-    let p99 = percentile(&l, 99.0);
-    ctx.row(
-        S,
-        "fake: p99 arrival − due",
-        ms(p99),
-        "≤ 10 ms",
-        Some(p99 <= 10.0),
-    );
-    ctx.info(
-        S,
-        "fake: max arrival − due",
-        ms(*l.last().unwrap_or(&f64::NAN)),
-    );
+    lateness_rows(ctx, S, &l, 10.0);
     ctx.info(
         S,
         "numbers over 10 ms late: channels (worst), by number",
@@ -622,19 +627,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         format!("{rate:.0}/s / {count}/s = {:.3}", rate / count as f64),
     );
     ctx.info(S, "fake: p50 arrival − due", ms(percentile(&l, 50.0)));
-    let p99 = percentile(&l, 99.0);
-    ctx.row(
-        S,
-        "fake: p99 arrival − due",
-        ms(p99),
-        "≤ 50 ms",
-        Some(p99 <= 50.0),
-    );
-    ctx.info(
-        S,
-        "fake: max arrival − due",
-        ms(*l.last().unwrap_or(&f64::NAN)),
-    );
+    lateness_rows(ctx, S, &l, 50.0);
     ctx.info(
         S,
         "fake: median lateness, last second − first second of the window",

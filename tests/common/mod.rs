@@ -451,6 +451,21 @@ impl Bot {
     }
 }
 
+/// Says `stop` in `channel`, waits for "Stopped at …" and returns the last
+/// number posted, checking the numbers before it were 1..=it, once each.
+pub async fn stop_and_wait(fake: &FakeDiscord, channel: u64) -> u32 {
+    say(fake, channel, &mention(fake, "stop")).await;
+    let msgs = fake
+        .wait_for_messages_matching(channel, Duration::from_secs(10), |m| {
+            m.content.starts_with("Stopped at")
+        })
+        .await
+        .unwrap();
+    let stopped_at = *numbers(&msgs).last().unwrap();
+    assert_eq!(numbers(&msgs), one_to(stopped_at));
+    stopped_at
+}
+
 /// Polls `check` every 20 ms until it holds or `timeout` passes.
 pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
