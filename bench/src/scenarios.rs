@@ -239,7 +239,6 @@ pub async fn drift(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     );
     drop(bot);
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -350,7 +349,6 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
     ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
     drop(bot);
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -497,7 +495,6 @@ pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
     let wall = cpu1.2 - cpu0.2;
     ctx.info(S, "bot CPU", pct(cpu1.0 - cpu0.0, wall));
     ctx.info(S, "fake Discord + harness CPU", pct(cpu1.1 - cpu0.1, wall));
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -688,7 +685,6 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         "TCP accept-queue overflows (system-wide)",
         (listen_overflows() - overflows).to_string(),
     );
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -826,7 +822,6 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
         "TCP accept-queue overflows (system-wide)",
         (listen_overflows() - overflows).to_string(),
     );
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }
@@ -906,7 +901,6 @@ pub async fn cold_start(ctx: &mut Ctx) -> anyhow::Result<()> {
         "process start → READY sent (p50)",
         ms(percentile(&id, 50.0)),
     );
-    fake.forget_history();
     db.drop_db().await;
     Ok(())
 }

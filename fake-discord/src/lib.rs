@@ -111,9 +111,15 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.server.abort();
-        if let Some(mut w) = self.shared.try_world() {
+        // The recorded history is freed here, on the thread that drops the
+        // last handle: left to the last connection task, freeing the
+        // 100,000 messages of a benchmark took a core for seconds in the
+        // middle of the next scenario (found by `perf` in `bench`).
+        let history = self.shared.try_world().map(|mut w| {
             w.gw.drop_connections();
-        }
+            w.take_history()
+        });
+        drop(history);
     }
 }
 
@@ -461,16 +467,6 @@ impl FakeDiscord {
 
     pub fn stats(&self) -> Stats {
         self.shared().world().stats
-    }
-
-    /// Forgets every message, message object, nonce and request recorded
-    /// so far (counters stay), freeing them now, on the caller's thread. A
-    /// benchmark that made 100,000 messages calls it when it is done: left
-    /// to the last connection task, freeing them took a core for seconds in
-    /// the middle of the next scenario (found by `perf` in `bench`).
-    pub fn forget_history(&self) {
-        let history = self.shared().world().take_history();
-        drop(history);
     }
 
     /// Every `/api` request, in order of completion.
