@@ -551,7 +551,7 @@ impl CommandService {
             async move {
                 match inner
                     .replies
-                    .deliver(channel_id, &outgoing, &inner.shutdown)
+                    .deliver(channel_id, &outgoing, Instant::now(), &inner.shutdown)
                     .await
                 {
                     Ok(_) => inner.metrics.replies_sent.inc(),

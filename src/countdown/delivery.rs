@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pacer::Pacer;
+use super::pacer::{Grant, Hold, Pacer};
 use super::sink::{Delivered, MessageSink, Outgoing, SendError};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
@@ -60,6 +60,20 @@ pub enum DeliveryError {
 /// about 10 against a local server.
 pub const MAX_IN_FLIGHT: usize = 256;
 
+/// A message Discord accepted.
+#[derive(Debug)]
+pub struct Posted {
+    /// The pacer's slot for the request that succeeded: when it was meant
+    /// to go (its due time, unless the pacer held it back).
+    pub slot: Instant,
+    /// When it went out (the task wakes up a moment after its slot).
+    pub sent_at: Instant,
+    /// Whether the channel's bucket (Discord's window as its answers told
+    /// it, and the bot's own record) held the first attempt back.
+    pub channel_hold: Option<Hold>,
+    pub answer: Delivered,
+}
+
 #[derive(Clone)]
 pub struct Delivery {
     sink: Arc<dyn MessageSink>,
@@ -88,16 +102,20 @@ impl Delivery {
         }
     }
 
-    /// Posts `message`, waiting for the pacer and retrying transient failures.
-    /// `cancel` is honoured while waiting, never in the middle of a request.
-    /// Returns when the request that succeeded went out, and Discord's answer.
+    /// Posts `message`, due at `due`, waiting for the pacer and retrying
+    /// transient failures. `cancel` is honoured while waiting, never in the
+    /// middle of a request.
     pub async fn deliver(
         &self,
         channel_id: u64,
         message: &Outgoing,
+        due: Instant,
         cancel: &CancellationToken,
-    ) -> Result<(Instant, Delivered), DeliveryError> {
+    ) -> Result<Posted, DeliveryError> {
         let started = Instant::now();
+        // Whether the channel held the first attempt back: retries are
+        // not the channel's window but failures, and move no schedule.
+        let mut first_grant = None;
         let mut backoff = self.policy.first_backoff;
         let mut failures = 0u32;
         // A run of failures is logged when it starts and when it ends.
@@ -111,11 +129,13 @@ impl Delivery {
                 _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
                 permit = self.in_flight.acquire() => permit.expect("the semaphore is never closed"),
             };
-            let slot = tokio::select! {
+            let grant: Grant = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                slot = self.pacer.acquire(channel_id) => slot,
+                grant = self.pacer.acquire_due(channel_id, first_grant.map_or(due, |_| Instant::now())) => grant,
             };
+            let slot = grant.slot;
+            let channel_hold = first_grant.get_or_insert(grant).channel_hold;
             // Never send while the fence is closed: another instance may be
             // the leader. A late ping only closes it for a moment, so wait;
             // a lost leadership cancels `cancel` and ends the wait.
@@ -140,7 +160,12 @@ impl Delivery {
                     if warned {
                         tracing::info!(failures, "delivered after {failures} failed attempts");
                     }
-                    return Ok((attempt, delivered));
+                    return Ok(Posted {
+                        slot,
+                        sent_at: attempt,
+                        channel_hold,
+                        answer: delivered,
+                    });
                 }
                 Err(error) => error,
             };

@@ -21,6 +21,8 @@ struct Recorder {
     delivered: Mutex<Vec<(Instant, u64, Outgoing)>>,
     attempts: Mutex<usize>,
     script: Mutex<VecDeque<Result<(), SendError>>>,
+    /// Discord's answers to the successful posts, in order (then defaults).
+    answers: Mutex<VecDeque<Delivered>>,
     latency: Mutex<Duration>,
 }
 
@@ -38,7 +40,7 @@ impl MessageSink for Recorder {
             .lock()
             .unwrap()
             .push((start, channel_id, message.clone()));
-        Ok(Delivered::default())
+        Ok(self.answers.lock().unwrap().pop_front().unwrap_or_default())
     }
 }
 
@@ -456,6 +458,57 @@ async fn a_429_at_the_bucket_edge_costs_milliseconds_not_a_second() {
     // The 6th goes again 2 ms later; the 7th is on time.
     assert_eq!(h.send_times(10)[5..], [(6, 5002), (7, 6000)]);
     assert_eq!(h.metrics.edge_races.get(), 1, "counted as an edge race");
+}
+
+/// Discord's answer to number 5 (`Remaining: 0`, `Reset-After`) says the
+/// channel's window opened `opened_late` after number 1 left (it arrived
+/// that late): number 6 waits for the window, and returns when each of the
+/// first 8 numbers went out.
+async fn countdown_with_a_late_window(opened_late: Duration) -> Vec<(u16, u128)> {
+    let h = harness(LIMITS);
+    let mut answers = vec![Delivered::default(); 4];
+    answers.push(Delivered {
+        remaining: Some(0),
+        reset_after: Some(Duration::from_secs(1) + opened_late),
+        age: None,
+    });
+    h.recorder.answers.lock().unwrap().extend(answers);
+    h.start(1, 10, 8);
+    h.until_idle().await;
+    h.send_times(10)
+}
+
+/// Discord's window opened well after number 1's slot (it arrived late):
+/// number 6 goes when the window lets it, and the rest follow it, one
+/// second apart, instead of crowding the global budget's rolling second.
+#[tokio::test(start_paused = true)]
+async fn a_number_the_window_held_back_moves_the_rest() {
+    let sent = countdown_with_a_late_window(Duration::from_millis(20)).await;
+    assert_eq!(sent[4..], [(5, 4000), (6, 5020), (7, 6020), (8, 7020)]);
+}
+
+/// A window's edge a millisecond or two off is jitter: that number waits
+/// for it, the schedule stays.
+#[tokio::test(start_paused = true)]
+async fn a_window_edge_a_few_ms_late_keeps_the_schedule() {
+    let sent = countdown_with_a_late_window(Duration::from_millis(2)).await;
+    assert_eq!(sent[4..], [(5, 4000), (6, 5002), (7, 6000), (8, 7000)]);
+}
+
+/// Number 1 went out late (here: one failed attempt, retried after
+/// 250 ms): the countdown counts from when 1 went, not from when it was
+/// asked for, so 2 comes one second after 1, as the channel shows them.
+#[tokio::test(start_paused = true)]
+async fn the_schedule_counts_from_number_one() {
+    let h = harness(LIMITS);
+    h.recorder
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Err(SendError::Server { status: 503 }));
+    h.start(1, 10, 3);
+    h.until_idle().await;
+    assert_eq!(h.send_times(10), [(1, 250), (2, 1250), (3, 2250)]);
 }
 
 /// A stop that its caller's check refuses (the stop policy, a button of
