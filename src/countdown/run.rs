@@ -152,7 +152,7 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
                 "message went out late; re-anchoring the schedule"
             );
             Some(delivered)
-        } else if let Some(hold) = channel_hold.filter(|hold| hold.length >= FOLLOW_AT) {
+        } else {
             // The channel's window (Discord's, opened when the window's
             // first request *arrived*) held this number back: the rest
             // follow it. Kept on `due`, the next one came less than a
@@ -160,9 +160,9 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             // second of the global budget, in 40 channels started
             // together, overflowed that second and held numbers back by
             // 20–50 ms, a second later again (bench scenario 2).
-            Some(hold.until)
-        } else {
-            None
+            channel_hold
+                .filter(|hold| hold.length >= FOLLOW_AT)
+                .map(|hold| hold.until)
         };
         if let Some(at) = new_anchor {
             anchor = at + TICK;
