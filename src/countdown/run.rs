@@ -162,7 +162,14 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             // 20–50 ms, a second later again (bench scenario 2).
             channel_hold
                 .filter(|hold| hold.length >= FOLLOW_AT)
-                .map(|hold| hold.until)
+                .map(|hold| {
+                    tracing::debug!(
+                        k,
+                        held_us = hold.length.as_micros() as u64,
+                        "the channel's window held this number back; the rest follow it"
+                    );
+                    hold.until
+                })
         };
         if let Some(at) = new_anchor {
             anchor = at + TICK;
