@@ -71,6 +71,8 @@ pub struct Posted {
     /// Whether the channel's bucket (Discord's window as its answers told
     /// it, and the bot's own record) held the first attempt back.
     pub channel_hold: Option<Hold>,
+    /// Whether the global budget was busy then (see [`Grant::budget_busy`]).
+    pub budget_busy: bool,
     pub answer: Delivered,
 }
 
@@ -135,7 +137,7 @@ impl Delivery {
                 grant = self.pacer.acquire_due(channel_id, first_grant.map_or(due, |_| Instant::now())) => grant,
             };
             let slot = grant.slot;
-            let channel_hold = first_grant.get_or_insert(grant).channel_hold;
+            let first = *first_grant.get_or_insert(grant);
             // Never send while the fence is closed: another instance may be
             // the leader. A late ping only closes it for a moment, so wait;
             // a lost leadership cancels `cancel` and ends the wait.
@@ -163,7 +165,8 @@ impl Delivery {
                     return Ok(Posted {
                         slot,
                         sent_at: attempt,
-                        channel_hold,
+                        channel_hold: first.channel_hold,
+                        budget_busy: first.budget_busy,
                         answer: delivered,
                     });
                 }

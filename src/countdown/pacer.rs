@@ -77,7 +77,16 @@ pub struct Pacer {
 pub struct Grant {
     pub slot: Instant,
     pub channel_hold: Option<Hold>,
+    /// The global budget's last second was at least [`BUSY_SHARE`] full
+    /// when the slot was booked.
+    pub budget_busy: bool,
 }
+
+/// The share of the global budget in use above which it is "busy" (see
+/// [`Grant::budget_busy`]): a countdown held back by its channel's window
+/// follows it only then, since only then can two numbers of one channel in
+/// one rolling second overflow the budget (bench scenario 2: 40 of 50).
+pub const BUSY_SHARE: (usize, usize) = (3, 4);
 
 /// The channel's bucket made a request wait past the moment it asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +276,19 @@ impl Budget {
         t
     }
 
+    /// At least [`BUSY_SHARE`] of the budget was used in the second up to
+    /// `now` (from one period before `from`, inclusive: a countdown's
+    /// previous number is exactly one second before its next).
+    fn is_busy(&self, from: Instant, now: Instant) -> bool {
+        let start = from.checked_sub(self.period).unwrap_or(from);
+        let in_use = self.slots.partition_point(|&s| s <= now)
+            - self
+                .slots
+                .partition_point(|&s| s < start)
+                .min(self.slots.len());
+        in_use * BUSY_SHARE.1 >= self.limit * BUSY_SHARE.0
+    }
+
     fn take(&mut self, t: Instant) {
         let p = self.slots.partition_point(|&s| s <= t);
         self.slots.insert(p, t);
@@ -393,6 +415,7 @@ impl Pacer {
             .channels
             .entry(channel_id)
             .or_insert_with(|| Window::new(limit, period));
+        let budget_busy = state.global.is_busy(from, now);
         state.global.prune(from);
         let channel_ready = channel.earliest(from);
         let slot = state.global.earliest(channel_ready, now);
@@ -404,6 +427,7 @@ impl Pacer {
                 until: channel_ready,
                 length: channel_ready - now,
             }),
+            budget_busy,
         }
     }
 

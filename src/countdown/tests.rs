@@ -462,10 +462,18 @@ async fn a_429_at_the_bucket_edge_costs_milliseconds_not_a_second() {
 
 /// Discord's answer to number 5 (`Remaining: 0`, `Reset-After`) says the
 /// channel's window opened `opened_late` after number 1 left (it arrived
-/// that late): number 6 waits for the window, and returns when each of the
-/// first 8 numbers went out.
-async fn countdown_with_a_late_window(opened_late: Duration) -> Vec<(u16, u128)> {
-    let h = harness(LIMITS);
+/// that late): number 6 waits for the window. Returns when numbers 5 to 8
+/// went out, with a global budget of `rate` per second.
+async fn countdown_with_a_late_window(rate: u32, opened_late: Duration) -> Vec<(u16, u128)> {
+    let recorder = Arc::new(Recorder::default());
+    let metrics = Metrics::new().unwrap();
+    let scheduler = scheduler(recorder.clone(), rate, LIMITS, &metrics);
+    let h = Harness {
+        recorder,
+        scheduler,
+        metrics,
+        t0: Instant::now(),
+    };
     let mut answers = vec![Delivered::default(); 4];
     answers.push(Delivered {
         remaining: Some(0),
@@ -475,24 +483,32 @@ async fn countdown_with_a_late_window(opened_late: Duration) -> Vec<(u16, u128)>
     h.recorder.answers.lock().unwrap().extend(answers);
     h.start(1, 10, 8);
     h.until_idle().await;
-    h.send_times(10)
+    h.send_times(10)[4..].to_vec()
 }
 
-/// Discord's window opened well after number 1's slot (it arrived late):
-/// number 6 goes when the window lets it, and the rest follow it, one
-/// second apart, instead of crowding the global budget's rolling second.
+/// The window opened well after number 1's slot and the global budget is
+/// busy (here: all of it is this countdown's): number 6 goes when the window
+/// lets it, and the rest follow it, one second apart, instead of two numbers
+/// of the channel crowding one rolling second of the budget.
 #[tokio::test(start_paused = true)]
-async fn a_number_the_window_held_back_moves_the_rest() {
-    let sent = countdown_with_a_late_window(Duration::from_millis(20)).await;
-    assert_eq!(sent[4..], [(5, 4000), (6, 5020), (7, 6020), (8, 7020)]);
+async fn a_number_the_window_held_back_moves_the_rest_when_the_budget_is_busy() {
+    let sent = countdown_with_a_late_window(1, Duration::from_millis(20)).await;
+    assert_eq!(sent, [(5, 4000), (6, 5020), (7, 6020), (8, 7020)]);
+}
+
+/// With room in the budget, the held number alone is late.
+#[tokio::test(start_paused = true)]
+async fn with_room_in_the_budget_only_the_held_number_is_late() {
+    let sent = countdown_with_a_late_window(50, Duration::from_millis(20)).await;
+    assert_eq!(sent, [(5, 4000), (6, 5020), (7, 6000), (8, 7000)]);
 }
 
 /// A window's edge a millisecond or two off is jitter: that number waits
 /// for it, the schedule stays.
 #[tokio::test(start_paused = true)]
 async fn a_window_edge_a_few_ms_late_keeps_the_schedule() {
-    let sent = countdown_with_a_late_window(Duration::from_millis(2)).await;
-    assert_eq!(sent[4..], [(5, 4000), (6, 5002), (7, 6000), (8, 7000)]);
+    let sent = countdown_with_a_late_window(50, Duration::from_millis(2)).await;
+    assert_eq!(sent, [(5, 4000), (6, 5002), (7, 6000), (8, 7000)]);
 }
 
 /// Number 1 went out late (here: one failed attempt, retried after
