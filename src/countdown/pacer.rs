@@ -282,8 +282,8 @@ impl Budget {
     /// previous number is exactly one second before its next).
     fn is_busy(&self, from: Instant, now: Instant) -> bool {
         let start = from.checked_sub(self.period).unwrap_or(from);
-        let in_use = self.slots.partition_point(|&s| s <= now)
-            - self.slots.partition_point(|&s| s < start);
+        let in_use =
+            self.slots.partition_point(|&s| s <= now) - self.slots.partition_point(|&s| s < start);
         in_use * BUSY_SHARE.1 >= self.limit * BUSY_SHARE.0
     }
 
