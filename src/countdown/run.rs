@@ -21,11 +21,11 @@ use crate::storage::Journal;
 /// A stall longer than this re-anchors the schedule.
 pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 /// A number its channel's window held back this long or longer moves the
-/// schedule (see `run`). Less is the jitter of a window's edge (a request
-/// arrives a millisecond later or earlier than the one that opened the
-/// window): followed, every millisecond of it would move every later
-/// number, and at scale (bench scenario 4) the median number came 7 ms
-/// late after 20 s instead of 3 ms.
+/// schedule (see `run`, only while the global budget is busy). Less is the
+/// jitter of a window's edge (a request arrives a millisecond later or
+/// earlier than the one that opened the window): followed, every
+/// millisecond of it would move every later number, a ratchet that only
+/// adds up.
 pub const FOLLOW_AT: Duration = Duration::from_millis(5);
 pub const TICK: Duration = Duration::from_secs(1);
 /// An answer older than this is the earlier message of a repeated nonce

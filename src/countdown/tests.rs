@@ -81,9 +81,14 @@ fn scheduler(
 }
 
 fn harness(limits: Limits) -> Harness {
+    harness_at(50, limits)
+}
+
+/// A harness whose global budget is `rate` per second.
+fn harness_at(rate: u32, limits: Limits) -> Harness {
     let recorder = Arc::new(Recorder::default());
     let metrics = Metrics::new().unwrap();
-    let scheduler = scheduler(recorder.clone(), 50, limits, &metrics);
+    let scheduler = scheduler(recorder.clone(), rate, limits, &metrics);
     Harness {
         recorder,
         scheduler,
@@ -465,15 +470,7 @@ async fn a_429_at_the_bucket_edge_costs_milliseconds_not_a_second() {
 /// that late): number 6 waits for the window. Returns when numbers 5 to 8
 /// went out, with a global budget of `rate` per second.
 async fn countdown_with_a_late_window(rate: u32, opened_late: Duration) -> Vec<(u16, u128)> {
-    let recorder = Arc::new(Recorder::default());
-    let metrics = Metrics::new().unwrap();
-    let scheduler = scheduler(recorder.clone(), rate, LIMITS, &metrics);
-    let h = Harness {
-        recorder,
-        scheduler,
-        metrics,
-        t0: Instant::now(),
-    };
+    let h = harness_at(rate, LIMITS);
     let mut answers = vec![Delivered::default(); 4];
     answers.push(Delivered {
         remaining: Some(0),
