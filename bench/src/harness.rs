@@ -781,3 +781,67 @@ pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v
 }
+
+// ------------------------------------------------------------ machine noise
+
+/// A plain OS thread that sleeps 1 ms at a time and notes how late it woke:
+/// what any process on this machine gets from its scheduler, measured
+/// during the scenario. A stall it sees (the VM not running us, or every
+/// core busy) delays the bot and the fake alike.
+pub struct StallProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Instant, f64)>>,
+}
+
+/// What a [`StallProbe`] saw: every wake-up's oversleep (ms, sorted) and
+/// the stalls of [`StallProbe::STALL_MS`] or more (when they began, ms).
+pub struct Noise {
+    pub oversleep: Vec<f64>,
+    pub stalls: Vec<(Instant, f64)>,
+}
+
+impl StallProbe {
+    /// A wake-up this late or later counts as a stall.
+    pub const STALL_MS: f64 = 5.0;
+
+    pub fn start() -> StallProbe {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let tick = Duration::from_millis(1);
+            let mut samples = Vec::with_capacity(200_000);
+            while !flag.load(Ordering::Relaxed) {
+                let before = Instant::now();
+                std::thread::sleep(tick);
+                let late = before.elapsed().saturating_sub(tick);
+                samples.push((before + tick, late.as_secs_f64() * 1000.0));
+            }
+            samples
+        });
+        StallProbe { stop, thread }
+    }
+
+    pub fn finish(self) -> Noise {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        let stalls = samples
+            .iter()
+            .filter(|(_, late)| *late >= Self::STALL_MS)
+            .copied()
+            .collect();
+        Noise {
+            oversleep: sorted(samples.into_iter().map(|(_, late)| late).collect()),
+            stalls,
+        }
+    }
+}
+
+impl Noise {
+    /// Whether a stall overlapped `[from, to]`.
+    pub fn stalled_during(&self, from: Instant, to: Instant) -> bool {
+        self.stalls.iter().any(|(at, ms)| {
+            let end = *at + Duration::from_secs_f64(ms / 1000.0);
+            *at <= to && end >= from
+        })
+    }
+}

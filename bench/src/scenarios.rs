@@ -10,7 +10,8 @@ use fake_discord::{Author, FakeConfig, FakeDiscord, GuildSpec, PostedMessage};
 
 use crate::harness::{
     cpu_of, listen_overflows, machine_busy_seconds, ms_between, percentile, self_cpu_seconds,
-    sorted, BenchDb, Bot, Clock, HistogramDelta, Metrics, PgProxy, RunningRow, USER,
+    sorted, BenchDb, Bot, Clock, HistogramDelta, Metrics, Noise, PgProxy, RunningRow, StallProbe,
+    USER,
 };
 use crate::report::Report;
 
@@ -84,20 +85,93 @@ fn nonce_of(m: &PostedMessage) -> Option<(i64, u32)> {
     Some((id.parse().ok()?, k.parse().ok()?))
 }
 
-/// The p99 of `sorted` lateness (ms) against its goal, and the max.
-fn lateness_rows(ctx: &mut Ctx, scenario: &str, sorted: &[f64], goal_ms: f64) {
-    let p99 = percentile(sorted, 99.0);
+/// Lateness rows: against the schedule alone, and against the physical
+/// limit (the later of the due time and the moment the channel's bucket
+/// had room, `PostedMessage::room_from`), which the goal is judged on.
+/// At one number a second a channel is exactly at Discord's 5 per 5 s:
+/// a window opens when its first request *arrives*, so a window's first
+/// number can never come before the previous window's first plus 5 s, and
+/// any lateness of one window's first number is inherited by the first
+/// number of every later window of that channel. Counted against the
+/// schedule alone, that one lateness is counted again every 5 s.
+fn lateness_rows(ctx: &mut Ctx, scenario: &str, l: &Lateness, goal_ms: f64) {
+    let schedule = sorted(l.schedule.clone());
+    let limit = sorted(l.limit.clone());
+    ctx.info(
+        scenario,
+        "fake: p99 / max arrival − due (the schedule alone)",
+        format!(
+            "{} / {}",
+            ms(percentile(&schedule, 99.0)),
+            ms(*schedule.last().unwrap_or(&f64::NAN))
+        ),
+    );
+    let p99 = percentile(&limit, 99.0);
     ctx.row(
         scenario,
-        "fake: p99 arrival − due",
+        "fake: p99 arrival − max(due, channel bucket's room)",
         ms(p99),
         &format!("≤ {goal_ms} ms"),
         Some(p99 <= goal_ms),
     );
     ctx.info(
         scenario,
-        "fake: max arrival − due",
-        ms(*sorted.last().unwrap_or(&f64::NAN)),
+        "fake: p50 / max arrival − max(due, channel bucket's room)",
+        format!(
+            "{} / {}",
+            ms(percentile(&limit, 50.0)),
+            ms(*limit.last().unwrap_or(&f64::NAN))
+        ),
+    );
+}
+
+/// Each number's lateness (ms) against its schedule and against the limit
+/// (see [`lateness_rows`]).
+#[derive(Default)]
+struct Lateness {
+    schedule: Vec<f64>,
+    limit: Vec<f64>,
+}
+
+impl Lateness {
+    /// Adds `m`, due at `due`; returns its lateness against the limit.
+    fn add(&mut self, m: &PostedMessage, due: Instant) -> f64 {
+        self.schedule.push(ms_between(m.at, due));
+        let limit = ms_between(m.at, m.room_from.map_or(due, |room| room.max(due)));
+        self.limit.push(limit);
+        limit
+    }
+}
+
+/// The machine's own noise during a scenario (see [`StallProbe`]), and how
+/// many of the numbers over `over_ms` late came during one of its stalls.
+fn noise_rows(ctx: &mut Ctx, scenario: &str, noise: &Noise, late: &[(Instant, Instant)]) {
+    ctx.info(
+        scenario,
+        "machine: a thread waking every 1 ms, oversleep p99 / max",
+        format!(
+            "{} / {}",
+            ms(percentile(&noise.oversleep, 99.0)),
+            ms(*noise.oversleep.last().unwrap_or(&f64::NAN))
+        ),
+    );
+    let total = noise.stalls.iter().fold(0.0, |sum, (_, ms)| sum + ms);
+    ctx.info(
+        scenario,
+        &format!(
+            "machine: its stalls ≥ {} ms (count, total)",
+            StallProbe::STALL_MS
+        ),
+        format!("{}, {}", noise.stalls.len(), ms(total)),
+    );
+    let during = late
+        .iter()
+        .filter(|(due, at)| noise.stalled_during(*due, *at))
+        .count();
+    ctx.info(
+        scenario,
+        "late numbers (over the goal) during such a stall",
+        format!("{during} of {}", late.len()),
     );
 }
 
@@ -247,6 +321,7 @@ pub async fn drift(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     const S: &str = "2 normal load";
+    const GOAL_MS: f64 = 10.0;
     let (count, n) = if ctx.quick { (10, 5) } else { (40, 30) };
     let fake = FakeDiscord::start(FakeConfig::default()).await?;
     let db = BenchDb::create("lateness").await?;
@@ -258,14 +333,16 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     let chans = channels(&fake, count);
     let text = mention(&fake, &format!("count to {n}"));
     let mut injected = Vec::with_capacity(count);
+    let probe = StallProbe::start();
     for (ch, _) in &chans {
         injected.push(Instant::now());
         fake.inject_message(*ch, Author::user(USER), &text).await?;
     }
-    let mut lateness = Vec::new();
+    let mut lateness = Lateness::default();
     let mut first = Vec::new();
     let mut intervals = Vec::new();
     let mut late_by_k: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+    let mut late = Vec::new();
     for (i, (ch, _)) in chans.iter().enumerate() {
         let messages = fake
             .wait_for_messages(*ch, n, Duration::from_secs(n as u64 + 30))
@@ -282,14 +359,16 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         let t1 = numbers[0].at;
         first.push(ms_between(t1, injected[i]));
         for (k, m) in numbers.iter().enumerate().skip(1) {
-            let late = ms_between(m.at, t1 + Duration::from_secs(k as u64));
-            if late > 10.0 {
-                late_by_k.entry(k + 1).or_default().push(late);
+            let due = t1 + Duration::from_secs(k as u64);
+            let over = lateness.add(m, due);
+            if over > GOAL_MS {
+                late_by_k.entry(k + 1).or_default().push(over);
+                late.push((due, m.at));
             }
-            lateness.push(late);
         }
         intervals.push((numbers[n - 1].at - t1).as_secs_f64() / (n as f64 - 1.0));
     }
+    let noise = probe.finish();
     // Where the late ones are: which numbers, how many channels, how late.
     let where_late: Vec<String> = late_by_k
         .iter()
@@ -300,21 +379,16 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         .collect();
     let cpu1 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
     let after = bot.metrics().await?;
-    let l = sorted(lateness);
     ctx.info(
         S,
         "countdowns × numbers",
         format!("{count} × {n} (commands injected back to back)"),
     );
+    ctx.info(S, "due", "#1's arrival + (k − 1) s".into());
+    lateness_rows(ctx, S, &lateness, GOAL_MS);
     ctx.info(
         S,
-        "fake: p50 arrival − due (due = #1 + (k−1) s)",
-        ms(percentile(&l, 50.0)),
-    );
-    lateness_rows(ctx, S, &l, 10.0);
-    ctx.info(
-        S,
-        "numbers over 10 ms late: channels (worst), by number",
+        "numbers over 10 ms late (limit): channels (worst), by number",
         if where_late.is_empty() {
             "none".to_owned()
         } else {
@@ -324,9 +398,10 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.info(
         S,
         "fake: min arrival − due (early)",
-        ms(*l.first().unwrap_or(&f64::NAN)),
+        ms(lateness.schedule.iter().copied().fold(f64::NAN, f64::min)),
     );
-    bot_lateness(ctx, S, &before, &after, 10.0);
+    noise_rows(ctx, S, &noise, &late);
+    bot_lateness(ctx, S, &before, &after, GOAL_MS);
     let f = sorted(first);
     ctx.info(
         S,
@@ -503,13 +578,20 @@ pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
     const S: &str = "4 scale";
+    const GOAL_MS: f64 = 50.0;
     let (count, lead, warm, secs) = if ctx.quick {
         (300u64, 2.5, 1u64, 4u64)
     } else {
         (5000, 4.0, 5, 20)
     };
     let count = size_override("BENCH_SCALE_COUNT").unwrap_or(count);
-    let fake = FakeDiscord::start(world(count.div_ceil(100), count.min(100))).await?;
+    // Every number of the run, with room to spare (see `history_capacity`).
+    let messages = count * (lead as u64 + warm + secs + 10);
+    let fake = FakeDiscord::start(FakeConfig {
+        history_capacity: messages as usize,
+        ..world(count.div_ceil(100), count.min(100))
+    })
+    .await?;
     let db = BenchDb::create("scale").await?;
     db.apply_schema().await?;
     let proxy = PgProxy::start(&db.url).await?;
@@ -570,7 +652,9 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         proxy.counts.round_trips(),
         Instant::now(),
     );
+    let probe = StallProbe::start();
     tokio::time::sleep(Duration::from_secs(secs)).await;
+    let noise = probe.finish();
     let s1 = (
         bot.cpu_seconds(),
         self_cpu_seconds(),
@@ -589,7 +673,8 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
     drop(bot);
     let w1 = s1.4;
     let wall = w1 - s0.4;
-    let mut lateness = Vec::new();
+    let mut lateness = Lateness::default();
+    let mut late = Vec::new();
     let (mut first_s, mut last_s) = (Vec::new(), Vec::new());
     for m in fake.all_messages() {
         if m.at < s0.4 || m.at >= w1 {
@@ -597,18 +682,20 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         }
         if let Some((id, k)) = nonce_of(&m) {
             if let Some(t0) = created.get(&id) {
-                let late = ms_between(m.at, *t0 + Duration::from_secs(u64::from(k) - 1));
-                lateness.push(late);
+                let due = *t0 + Duration::from_secs(u64::from(k) - 1);
+                if lateness.add(&m, due) > GOAL_MS {
+                    late.push((due, m.at));
+                }
+                let on_schedule = ms_between(m.at, due);
                 if m.at < s0.4 + Duration::from_secs(1) {
-                    first_s.push(late);
+                    first_s.push(on_schedule);
                 } else if m.at >= w1 - Duration::from_secs(1) {
-                    last_s.push(late);
+                    last_s.push(on_schedule);
                 }
             }
         }
     }
     let growth = percentile(&sorted(last_s), 50.0) - percentile(&sorted(first_s), 50.0);
-    let l = sorted(lateness);
     ctx.info(
         S,
         "countdowns / window",
@@ -617,20 +704,20 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
             count * 2
         ),
     );
-    let rate = l.len() as f64 / wall.as_secs_f64();
+    let rate = lateness.schedule.len() as f64 / wall.as_secs_f64();
     ctx.info(
         S,
         "messages per second / schedule",
         format!("{rate:.0}/s / {count}/s = {:.3}", rate / count as f64),
     );
-    ctx.info(S, "fake: p50 arrival − due", ms(percentile(&l, 50.0)));
-    lateness_rows(ctx, S, &l, 50.0);
+    lateness_rows(ctx, S, &lateness, GOAL_MS);
     ctx.info(
         S,
         "fake: median lateness, last second − first second of the window",
         ms(growth),
     );
-    bot_lateness(ctx, S, &before, &after, 50.0);
+    noise_rows(ctx, S, &noise, &late);
+    bot_lateness(ctx, S, &before, &after, GOAL_MS);
     ctx.row(
         S,
         "bot memory: peak RSS (VmHWM) / RSS at the end",
@@ -695,7 +782,12 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
     const S: &str = "5 resume";
     let count: u64 = if ctx.quick { 1000 } else { 10_000 };
     let count = size_override("BENCH_RESUME_COUNT").unwrap_or(count);
-    let fake = FakeDiscord::start(world(count.div_ceil(100), count.min(100))).await?;
+    let fake = FakeDiscord::start(FakeConfig {
+        // A few numbers of each countdown (see `history_capacity`).
+        history_capacity: count as usize * 8,
+        ..world(count.div_ceil(100), count.min(100))
+    })
+    .await?;
     let db = BenchDb::create("resume").await?;
     db.apply_schema().await?;
     let clock = Clock::now();

@@ -247,6 +247,7 @@ pub(crate) async fn post_message(
                 limit,
                 remaining: 0,
                 reset_after: Duration::from_secs_f64(retry_after.max(0.0)),
+                room_from: None,
             });
             return rate_limited_response(retry_after, global, bucket);
         }
@@ -272,7 +273,7 @@ pub(crate) async fn post_message(
                 return rate_limited_response(b.reset_after.as_secs_f64(), false, Some(b));
             }
         };
-        match create_or_dedup(&shared, &mut w, channel_id, body, now) {
+        match create_or_dedup(&shared, &mut w, channel_id, body, now, bucket.room_from) {
             Ok((v, created)) => (v, bucket, created),
             Err(resp) => return *resp,
         }
@@ -293,6 +294,7 @@ fn create_or_dedup(
     channel_id: u64,
     body: Value,
     now: Instant,
+    room_from: Option<Instant>,
 ) -> Result<(Value, bool), Reject> {
     let nonce = nonce_string(body.get("nonce"));
     let enforce_nonce = body
@@ -404,6 +406,7 @@ fn create_or_dedup(
         components: body.get("components").cloned(),
         body: body.clone(),
         at: now,
+        room_from,
         at_ms: shared.ms_since_start(now),
     });
     if let Some(n) = nonce {

@@ -24,6 +24,11 @@ pub(crate) struct BucketState {
     pub limit: u32,
     pub remaining: u32,
     pub reset_after: Duration,
+    /// When the bucket first had room for this request, if it was full
+    /// before it: the end of that full window. The earliest Discord's
+    /// limit let this request through (the bench measures lateness
+    /// against it; with enforcement off a request may come before it).
+    pub room_from: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +89,7 @@ impl Limits {
             start: now,
             count: 0,
         });
+        let room_from = (w.count >= limit).then_some(w.start + period);
         if now >= w.start + period {
             *w = Window {
                 start: now,
@@ -96,6 +102,7 @@ impl Limits {
                 limit,
                 remaining: 0,
                 reset_after: reset_after.max(Duration::from_millis(1)),
+                room_from,
             });
         }
         w.count += 1;
@@ -103,6 +110,7 @@ impl Limits {
             limit,
             remaining: limit.saturating_sub(w.count),
             reset_after,
+            room_from,
         })
     }
 }
@@ -130,6 +138,32 @@ mod tests {
         let t1 = t0 + Duration::from_secs(6);
         let b = l.check_channel(1, t1).unwrap();
         assert_eq!((b.remaining, b.reset_after), (1, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn room_from_is_the_end_of_the_full_window_before() {
+        let period = Duration::from_secs(5);
+        let mut l = Limits::new(None, None);
+        let t0 = Instant::now();
+        for i in 0..5u64 {
+            let b = l.check_channel(1, t0 + Duration::from_secs(i)).unwrap();
+            assert_eq!(b.room_from, None);
+        }
+        // unenforced: a request before the end of the full window is
+        // counted, and told when the bucket would have had room
+        let early = l
+            .check_channel(1, t0 + Duration::from_millis(4990))
+            .unwrap();
+        assert_eq!(early.room_from, Some(t0 + period));
+        // the window after it opens at its first request, after the full one
+        let next = l
+            .check_channel(1, t0 + Duration::from_millis(5020))
+            .unwrap();
+        assert_eq!(next.room_from, Some(t0 + period));
+        let second = l
+            .check_channel(1, t0 + Duration::from_millis(6000))
+            .unwrap();
+        assert_eq!(second.room_from, None);
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct PostedMessage {
     /// The whole request body.
     pub body: Value,
     pub at: Instant,
+    /// When its channel's bucket first had room for it, if the bucket was
+    /// full before it (see `BucketState::room_from`): the earliest
+    /// Discord's per-channel limit let it arrive.
+    pub room_from: Option<Instant>,
     /// Milliseconds since the fake started.
     pub at_ms: u64,
 }
@@ -413,12 +417,12 @@ impl Shared {
                 users: HashMap::new(),
                 dm_by_user: HashMap::new(),
                 dm_user: HashMap::new(),
-                messages: Vec::new(),
+                messages: Vec::with_capacity(config.history_capacity),
                 by_channel: HashMap::new(),
-                message_objects: HashMap::new(),
-                nonces: HashMap::new(),
+                message_objects: HashMap::with_capacity(config.history_capacity),
+                nonces: HashMap::with_capacity(config.history_capacity),
                 stats: Stats::default(),
-                requests: Vec::new(),
+                requests: Vec::with_capacity(config.history_capacity),
                 faults: Faults::default(),
                 limits: Limits::new(config.global_limit, config.channel_limit),
                 gw: GatewayState::default(),
