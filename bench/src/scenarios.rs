@@ -1042,3 +1042,37 @@ pub async fn cold_start(ctx: &mut Ctx) -> anyhow::Result<()> {
     db.drop_db().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start: Instant, ms: &[u64]) -> Vec<Instant> {
+        ms.iter()
+            .map(|m| start + Duration::from_millis(*m))
+            .collect()
+    }
+
+    #[test]
+    fn the_busiest_second_is_rolling() {
+        let t0 = Instant::now();
+        // 3 near the end of one second and 3 at the start of the next: a
+        // fixed window would see 3 and 3, a rolling second sees 6.
+        let ats = at(t0, &[0, 990, 995, 999, 1001, 1005, 1010, 2500]);
+        assert_eq!(busiest_second(ats), 6);
+        // exactly a second apart: no longer in the same second
+        assert_eq!(busiest_second(at(t0, &[0, 1000, 2000])), 1);
+    }
+
+    #[test]
+    fn a_leaky_bucket_refills_between_bursts() {
+        let t0 = Instant::now();
+        // 40 at once, a second later 40 again: the bucket (50, 50/s) is
+        // full again by then, so it never goes below 10.
+        let mut ats = at(t0, &[0; 40]);
+        ats.extend(at(t0, &[1000; 40]));
+        assert_eq!(leaky_bucket_low(ats), 10.0);
+        // 60 at once empty it: below zero, the last ten refused
+        assert_eq!(leaky_bucket_low(at(t0, &[0; 60])), -10.0);
+    }
+}
