@@ -134,12 +134,14 @@ struct Lateness {
 }
 
 impl Lateness {
-    /// Adds `m`, due at `due`; returns its lateness against the limit.
-    fn add(&mut self, m: &PostedMessage, due: Instant) -> f64 {
-        self.schedule.push(ms_between(m.at, due));
+    /// Adds `m`, due at `due`; returns its lateness against the schedule
+    /// and against the limit.
+    fn add(&mut self, m: &PostedMessage, due: Instant) -> (f64, f64) {
+        let schedule = ms_between(m.at, due);
         let limit = ms_between(m.at, m.room_from.map_or(due, |room| room.max(due)));
+        self.schedule.push(schedule);
         self.limit.push(limit);
-        limit
+        (schedule, limit)
     }
 }
 
@@ -397,7 +399,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         first.push(ms_between(t1, injected[i]));
         for (k, m) in numbers.iter().enumerate().skip(1) {
             let due = t1 + Duration::from_secs(k as u64);
-            let over = lateness.add(m, due);
+            let (_, over) = lateness.add(m, due);
             if over > GOAL_MS {
                 late_by_k.entry(k + 1).or_default().push(over);
                 late.push((due, m.at));
@@ -729,10 +731,10 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         if let Some((id, k)) = nonce_of(&m) {
             if let Some(t0) = created.get(&id) {
                 let due = *t0 + Duration::from_secs(u64::from(k) - 1);
-                if lateness.add(&m, due) > GOAL_MS {
+                let (on_schedule, over) = lateness.add(&m, due);
+                if over > GOAL_MS {
                     late.push((due, m.at));
                 }
-                let on_schedule = ms_between(m.at, due);
                 if m.at < s0.4 + Duration::from_secs(1) {
                     first_s.push(on_schedule);
                 } else if m.at >= w1 - Duration::from_secs(1) {
