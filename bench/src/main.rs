@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
+use fake_discord::BucketModel;
 
 use report::Report;
 use scenarios::Ctx;
@@ -32,13 +33,19 @@ const USAGE: &str = "usage: bench [--quick] [--only 1,2,...] [--markdown FILE] [
   --only LIST      run only these scenarios (1 drift, 2 normal load, 3 over budget,
                    4 scale, 5 resume, 6 cold start)
   --markdown FILE  also write the machine and the table as Markdown to FILE
-  --no-build       do not build the bot binary first";
+  --no-build       do not build the bot binary first
+  --fixed-windows  the fake's channel buckets as fixed windows opening at their first
+                   request (Discord before 2022) instead of leaky buckets (Discord now)
+  --strict-global  scenario 2's fake refuses the 51st request in any rolling second
+                   (the strictest reading of the global limit), and counts its 429s";
 
 struct Args {
     quick: bool,
     only: Vec<u32>,
     markdown: Option<PathBuf>,
     build: bool,
+    channel_model: BucketModel,
+    strict_global: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -47,12 +54,16 @@ fn args() -> anyhow::Result<Args> {
         only: (1..=6).collect(),
         markdown: None,
         build: true,
+        channel_model: BucketModel::default(),
+        strict_global: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--no-build" => args.build = false,
+            "--fixed-windows" => args.channel_model = BucketModel::FixedWindow,
+            "--strict-global" => args.strict_global = true,
             "--only" => {
                 let list = it.next().context("--only needs a list, e.g. 1,3")?;
                 args.only = list
@@ -72,6 +83,27 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(args)
+}
+
+/// This run's arguments as ` -- …` (without `--markdown FILE` and
+/// `--no-build`, which change nothing measured), for the report.
+fn command_args() -> String {
+    let mut out = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--markdown" => {
+                it.next();
+            }
+            "--no-build" => {}
+            _ => out.push(a),
+        }
+    }
+    if out.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", out.join(" "))
+    }
 }
 
 /// The bot binary of this build's profile, built first unless `--no-build`.
@@ -130,6 +162,8 @@ async fn main() -> anyhow::Result<()> {
         bin: bin.clone(),
         quick: args.quick,
         report: Report::default(),
+        channel_model: args.channel_model,
+        strict_global: args.strict_global,
     };
     let started = Instant::now();
     let mut failed = 0;
@@ -158,11 +192,23 @@ async fn main() -> anyhow::Result<()> {
         }
         eprintln!("scenario {n}: {:.0} s", t.elapsed().as_secs_f64());
     }
-    let mode = if args.quick {
-        "quick (small sizes, no thresholds)"
-    } else {
-        "full"
-    };
+    let mode = format!(
+        "{}; the fake's channel buckets: {}{}",
+        if args.quick {
+            "quick (small sizes, no thresholds)"
+        } else {
+            "full"
+        },
+        match args.channel_model {
+            BucketModel::Leaky => "leaky (Discord since 2022)",
+            BucketModel::FixedWindow => "fixed windows (Discord before 2022)",
+        },
+        if args.strict_global {
+            "; scenario 2 refuses the 51st request of any rolling second"
+        } else {
+            ""
+        }
+    );
     let bot_mode = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -182,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
         let text = format!(
             "Command: `cargo run {}-p bench{}`\n\n```\n{machine}load average at the end: {}\n```\n\nmode: {mode}, bot build: {bot_mode}, total {:.0} s\n\n{}",
             if cfg!(debug_assertions) { "" } else { "--release " },
-            if args.quick { " -- --quick" } else { "" },
+            command_args(),
             report::load_average(),
             started.elapsed().as_secs_f64(),
             ctx.report.markdown()

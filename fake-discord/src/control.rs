@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::gateway;
 use crate::interactions::{self, InteractionRef};
+use crate::ratelimit::BucketModel;
 use crate::rest::{json_response, snowflake_of};
 use crate::state::{Author, PostedMessage, Shared};
 
@@ -220,8 +221,8 @@ async fn hang(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
     }
 }
 
-/// `POST /_test/limits {global: n|null, channel: {limit, period_ms}|null}`;
-/// a key left out is left unchanged.
+/// `POST /_test/limits {global: n|null, channel: {limit, period_ms}|null,
+/// model: "leaky"|"fixed_window"}`; a key left out is left unchanged.
 async fn limits(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
     let v = match body_json(&raw) {
         Ok(v) => v,
@@ -238,6 +239,17 @@ async fn limits(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
         ) {
             (Some(l), Some(p)) => Some((l as u32, Duration::from_millis(p))),
             _ => None,
+        };
+    }
+    if let Some(m) = v.get("model") {
+        w.limits.model = match m.as_str() {
+            Some("leaky") => BucketModel::Leaky,
+            Some("fixed_window") => BucketModel::FixedWindow,
+            _ => {
+                return bad(format!(
+                    "model must be \"leaky\" or \"fixed_window\", not {m}"
+                ))
+            }
         };
     }
     ok()

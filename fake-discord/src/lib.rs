@@ -31,6 +31,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use interactions::InteractionRef;
+pub use ratelimit::BucketModel;
 pub use state::{
     Author, InteractionEdit, InteractionResponse, PostedMessage, RequestRecord, Stats,
 };
@@ -52,8 +53,11 @@ pub struct FakeConfig {
     pub guilds: Vec<GuildSpec>,
     /// Requests per rolling second over all of `/api` (Discord: 50); `None` = off.
     pub global_limit: Option<u32>,
-    /// Message POSTs per channel per window (Discord: 5 per 5 s); `None` = off.
+    /// Message POSTs per channel per period (Discord: 5 per 5 s); `None` = off.
     pub channel_limit: Option<(u32, Duration)>,
+    /// The shape of a channel's bucket: [`BucketModel::Leaky`] (Discord's
+    /// since 2022, the default) or [`BucketModel::FixedWindow`].
+    pub channel_model: BucketModel,
     /// Where to listen (default `127.0.0.1:0`, an ephemeral port).
     pub addr: SocketAddr,
     /// How long an enforced nonce deduplicates (default 5 min).
@@ -89,6 +93,7 @@ impl Default for FakeConfig {
             guilds,
             global_limit: None,
             channel_limit: None,
+            channel_model: BucketModel::default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             nonce_ttl: Duration::from_secs(300),
             privileged_intents: 0,

@@ -1,4 +1,4 @@
-//! `fake-discord --addr 127.0.0.1:PORT [--discord-limits]`: runs the fake
+//! `fake-discord --addr 127.0.0.1:PORT [--discord-limits] [--fixed-windows]`: runs the fake
 //! until SIGINT/SIGTERM. Prints the base URL as the first line of stdout;
 //! logs (tracing, `RUST_LOG`, default `info`) go to stderr. Drive it with
 //! the `/_test` control API.
@@ -7,11 +7,13 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use fake_discord::{FakeConfig, FakeDiscord};
+use fake_discord::{BucketModel, FakeConfig, FakeDiscord};
 
-const USAGE: &str = "usage: fake-discord [--addr HOST:PORT] [--discord-limits]\n\
+const USAGE: &str = "usage: fake-discord [--addr HOST:PORT] [--discord-limits] [--fixed-windows]\n\
   --addr HOST:PORT    where to listen (default 127.0.0.1:0, an ephemeral port)\n\
-  --discord-limits    enforce 50 requests/s globally and 5 messages per 5 s per channel";
+  --discord-limits    enforce 50 requests/s globally and 5 messages per 5 s per channel\n\
+  --fixed-windows     channel buckets as fixed windows opening at their first request\n\
+                      (Discord before 2022) instead of leaky buckets (Discord now)";
 
 fn parse_args() -> anyhow::Result<FakeConfig> {
     let mut config = FakeConfig::default();
@@ -31,6 +33,7 @@ fn parse_args() -> anyhow::Result<FakeConfig> {
                     .with_context(|| format!("--addr: not an address: {v}"))?;
             }
             "--discord-limits" => config = config.with_discord_limits(),
+            "--fixed-windows" => config.channel_model = BucketModel::FixedWindow,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);

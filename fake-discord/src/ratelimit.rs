@@ -2,9 +2,16 @@
 //!
 //! - Global: at most N requests per rolling second (Discord: 50/s per token),
 //!   over every `/api` request.
-//! - Per channel (message POSTs): a Discord-like bucket. A window opens at
-//!   the first request after the previous window ended and lasts `period`;
-//!   up to `limit` requests fit in one window.
+//! - Per channel (message POSTs): a bucket of `limit` requests per
+//!   `period`, in one of two shapes ([`BucketModel`]):
+//!   - `Leaky` (the default): Discord's route limits since 2022 (its
+//!     announcement, quoted in discord-api-docs#7680): the bucket holds
+//!     `limit` and one request's room comes back every `period / limit`;
+//!     `X-RateLimit-Reset-After` is when it is full again (a moving
+//!     timestamp) and a 429's `retry_after` is when one request fits.
+//!   - `FixedWindow`: the older shape, which #7680 says some routes still
+//!     have: a window opens at the first request after the previous one
+//!     ended and lasts `period`; up to `limit` requests fit in one window.
 //!
 //! The per-channel bucket is always tracked, so message POSTs carry
 //! `X-RateLimit-*` headers even when enforcement is off (then with Discord's
@@ -31,25 +38,55 @@ pub(crate) struct BucketState {
     pub room_from: Option<Instant>,
 }
 
+/// The shape of a channel's bucket (see the module's doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BucketModel {
+    /// Room for one request comes back every `period / limit` (Discord's
+    /// route limits since 2022).
+    #[default]
+    Leaky,
+    /// A window of `limit` requests opens at the first request after the
+    /// previous one ended (Discord before 2022; still some routes).
+    FixedWindow,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Window {
     start: Instant,
     count: u32,
 }
 
+/// A leaky bucket: how full it was at `at` (in requests).
+#[derive(Clone, Copy, Debug)]
+struct Level {
+    at: Instant,
+    used: f64,
+}
+
+/// A request fits when the bucket has room for all of it; this much less
+/// is rounding (the level is an `f64` of seconds times a rate).
+const LEVEL_EPSILON: f64 = 1e-9;
+
 #[derive(Debug, Default)]
 pub(crate) struct Limits {
     pub global: Option<u32>,
     pub channel: Option<(u32, Duration)>,
+    pub model: BucketModel,
     global_hits: VecDeque<Instant>,
     windows: HashMap<u64, Window>,
+    levels: HashMap<u64, Level>,
 }
 
 impl Limits {
-    pub(crate) fn new(global: Option<u32>, channel: Option<(u32, Duration)>) -> Self {
+    pub(crate) fn new(
+        global: Option<u32>,
+        channel: Option<(u32, Duration)>,
+        model: BucketModel,
+    ) -> Self {
         Limits {
             global,
             channel,
+            model,
             ..Limits::default()
         }
     }
@@ -83,6 +120,50 @@ impl Limits {
         channel: u64,
         now: Instant,
     ) -> Result<BucketState, BucketState> {
+        match self.model {
+            BucketModel::Leaky => self.check_leaky(channel, now),
+            BucketModel::FixedWindow => self.check_window(channel, now),
+        }
+    }
+
+    fn check_leaky(&mut self, channel: u64, now: Instant) -> Result<BucketState, BucketState> {
+        let (limit, period) = self.channel.unwrap_or(DISCORD_CHANNEL_LIMIT);
+        let enforced = self.channel.is_some();
+        // Requests' worth of room coming back per second.
+        let rate = f64::from(limit) / period.as_secs_f64().max(1e-9);
+        let l = self
+            .levels
+            .entry(channel)
+            .or_insert(Level { at: now, used: 0.0 });
+        let full_until =
+            |l: &Level, to: f64| l.at + Duration::from_secs_f64(((l.used - to) / rate).max(0.0));
+        // The bucket was full after the request before this one: it had
+        // room for this one once a request's worth had come back.
+        let room_from = (l.used > f64::from(limit) - 1.0 + LEVEL_EPSILON)
+            .then(|| full_until(l, f64::from(limit) - 1.0));
+        let elapsed = now.saturating_duration_since(l.at).as_secs_f64();
+        l.used = (l.used - elapsed * rate).max(0.0);
+        l.at = now;
+        let fits = l.used + 1.0 <= f64::from(limit) + LEVEL_EPSILON;
+        if enforced && !fits {
+            let retry = full_until(l, f64::from(limit) - 1.0).saturating_duration_since(now);
+            return Err(BucketState {
+                limit,
+                remaining: 0,
+                reset_after: retry.max(Duration::from_millis(1)),
+                room_from,
+            });
+        }
+        l.used += 1.0;
+        Ok(BucketState {
+            limit,
+            remaining: (f64::from(limit) - l.used + LEVEL_EPSILON).floor().max(0.0) as u32,
+            reset_after: full_until(l, 0.0).saturating_duration_since(now),
+            room_from,
+        })
+    }
+
+    fn check_window(&mut self, channel: u64, now: Instant) -> Result<BucketState, BucketState> {
         let (limit, period) = self.channel.unwrap_or(DISCORD_CHANNEL_LIMIT);
         let enforced = self.channel.is_some();
         let w = self.windows.entry(channel).or_insert(Window {
@@ -121,7 +202,11 @@ mod tests {
 
     #[test]
     fn channel_window_starts_at_first_request() {
-        let mut l = Limits::new(None, Some((2, Duration::from_secs(5))));
+        let mut l = Limits::new(
+            None,
+            Some((2, Duration::from_secs(5))),
+            BucketModel::FixedWindow,
+        );
         let t0 = Instant::now();
         assert_eq!(l.check_channel(1, t0).map(|b| b.remaining).ok(), Some(1));
         assert_eq!(
@@ -143,7 +228,7 @@ mod tests {
     #[test]
     fn room_from_is_the_end_of_the_full_window_before() {
         let period = Duration::from_secs(5);
-        let mut l = Limits::new(None, None);
+        let mut l = Limits::new(None, None, BucketModel::FixedWindow);
         let t0 = Instant::now();
         for i in 0..5u64 {
             let b = l.check_channel(1, t0 + Duration::from_secs(i)).unwrap();
@@ -168,7 +253,7 @@ mod tests {
 
     #[test]
     fn global_is_a_rolling_second() {
-        let mut l = Limits::new(Some(2), None);
+        let mut l = Limits::new(Some(2), None, BucketModel::Leaky);
         let t0 = Instant::now();
         assert!(l.check_global(t0).is_ok());
         assert!(l.check_global(t0 + Duration::from_millis(500)).is_ok());
@@ -180,11 +265,65 @@ mod tests {
 
     #[test]
     fn unenforced_channel_never_refuses() {
-        let mut l = Limits::new(None, None);
+        let mut l = Limits::new(None, None, BucketModel::FixedWindow);
         let t0 = Instant::now();
         for _ in 0..20 {
             assert!(l.check_channel(1, t0).is_ok());
         }
         assert_eq!(l.check_channel(1, t0).unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn leaky_one_a_second_always_fits_whatever_the_jitter() {
+        let period = Duration::from_secs(5);
+        let mut l = Limits::new(None, Some((5, period)), BucketModel::Leaky);
+        let t0 = Instant::now();
+        for k in 0..100u64 {
+            // A fixed window would refuse a 6th request arriving a ms
+            // before its window ends; room comes back continuously here.
+            let jitter = if k % 5 == 0 { 3 } else { 0 };
+            let at = t0 + Duration::from_millis(k * 1000 + jitter);
+            let b = l.check_channel(1, at).unwrap();
+            assert!(b.remaining >= 3, "request {k}: {b:?}");
+            assert_eq!(b.room_from, None);
+        }
+    }
+
+    #[test]
+    fn leaky_burst_then_one_request_back_each_fifth_of_the_period() {
+        let period = Duration::from_secs(5);
+        let mut l = Limits::new(None, Some((5, period)), BucketModel::Leaky);
+        let t0 = Instant::now();
+        let close = |a: Instant, b: Instant| {
+            let d = if a > b { a - b } else { b - a };
+            d < Duration::from_micros(1)
+        };
+        for k in 0..5u32 {
+            let b = l.check_channel(1, t0).unwrap();
+            assert_eq!(b.remaining, 4 - k);
+            // Reset-After: when it is empty again
+            assert_eq!(b.reset_after, Duration::from_secs(u64::from(k) + 1));
+        }
+        let refused = l
+            .check_channel(1, t0 + Duration::from_millis(400))
+            .unwrap_err();
+        // Retry-After: when one request fits
+        let retry = refused.reset_after.as_secs_f64();
+        assert!((retry - 0.6).abs() < 1e-6, "{retry}");
+        assert!(close(
+            refused.room_from.unwrap(),
+            t0 + Duration::from_secs(1)
+        ));
+        let b = l.check_channel(1, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(b.remaining, 0);
+        assert!(close(b.room_from.unwrap(), t0 + Duration::from_secs(1)));
+        assert!(l
+            .check_channel(1, t0 + Duration::from_millis(1990))
+            .is_err());
+        // emptied: a burst of 5 fits again
+        for k in 0..5u32 {
+            let b = l.check_channel(1, t0 + Duration::from_secs(7)).unwrap();
+            assert_eq!(b.remaining, 4 - k);
+        }
     }
 }

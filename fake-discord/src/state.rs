@@ -424,7 +424,11 @@ impl Shared {
                 stats: Stats::default(),
                 requests: Vec::with_capacity(config.history_capacity),
                 faults: Faults::default(),
-                limits: Limits::new(config.global_limit, config.channel_limit),
+                limits: Limits::new(
+                    config.global_limit,
+                    config.channel_limit,
+                    config.channel_model,
+                ),
                 gw: GatewayState::default(),
                 commands: HashMap::new(),
                 fail_commands: 0,
