@@ -14,12 +14,17 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fake_discord::FakeDiscord;
+use fake_discord::{BucketModel, FakeDiscord};
 
-/// Discord's limits, enforced by the fake.
+/// Discord's limits, enforced by the fake, with channel buckets in their
+/// older, stricter shape: a fixed window opening at its first request
+/// (Discord's leaky buckets, the fake's default, never refuse a countdown
+/// at one number a second; this shape can, and the bot must stay within
+/// either).
 fn enforce_discord_limits(fake: &FakeDiscord) {
     fake.set_global_limit(Some(50));
     fake.set_channel_limit(Some((5, Duration::from_secs(5))));
+    fake.set_channel_model(BucketModel::FixedWindow);
 }
 
 /// The bot stayed inside Discord's limits: no global 429, at most 50

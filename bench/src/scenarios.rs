@@ -1,5 +1,7 @@
 //! The six scenarios of issue 8. Each starts its own fake Discord, database
-//! and bot, measures, and adds rows to the report.
+//! and bot, measures, and adds rows to the report. The fake's channel
+//! buckets are Discord's leaky ones unless `--fixed-windows` asks for the
+//! older shape (README, "Benchmarks").
 
 use std::collections::HashMap;
 use std::path::PathBuf;

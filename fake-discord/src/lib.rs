@@ -526,4 +526,9 @@ impl FakeDiscord {
     pub fn set_channel_limit(&self, l: Option<(u32, Duration)>) {
         self.shared().world().limits.channel = l;
     }
+
+    /// The shape of the channel buckets from now on (see [`BucketModel`]).
+    pub fn set_channel_model(&self, model: BucketModel) {
+        self.shared().world().limits.model = model;
+    }
 }

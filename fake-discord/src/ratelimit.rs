@@ -50,6 +50,19 @@ pub enum BucketModel {
     FixedWindow,
 }
 
+impl BucketState {
+    /// A refusal: no room left, retry after `retry_after` (at least 1 ms,
+    /// as Discord never says 0).
+    fn refused(limit: u32, retry_after: Duration, room_from: Option<Instant>) -> Self {
+        BucketState {
+            limit,
+            remaining: 0,
+            reset_after: retry_after.max(Duration::from_millis(1)),
+            room_from,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Window {
     start: Instant,
@@ -147,12 +160,7 @@ impl Limits {
         let fits = l.used + 1.0 <= f64::from(limit) + LEVEL_EPSILON;
         if enforced && !fits {
             let retry = full_until(l, f64::from(limit) - 1.0).saturating_duration_since(now);
-            return Err(BucketState {
-                limit,
-                remaining: 0,
-                reset_after: retry.max(Duration::from_millis(1)),
-                room_from,
-            });
+            return Err(BucketState::refused(limit, retry, room_from));
         }
         l.used += 1.0;
         Ok(BucketState {
@@ -179,12 +187,7 @@ impl Limits {
         }
         let reset_after = (w.start + period).saturating_duration_since(now);
         if enforced && w.count >= limit {
-            return Err(BucketState {
-                limit,
-                remaining: 0,
-                reset_after: reset_after.max(Duration::from_millis(1)),
-                room_from,
-            });
+            return Err(BucketState::refused(limit, reset_after, room_from));
         }
         w.count += 1;
         Ok(BucketState {

@@ -27,7 +27,10 @@ pub const CHANNEL_PERIOD: Duration = Duration::from_secs(5);
 // posts one number a second, which is exactly its channel's bucket (5 per
 // 5 s), so any margin is paid by every fifth number and carried by the
 // next window: 30 ms made a countdown 1.006 s a number, 0.36 s late at 60
-// (the earlier design, measured in BENCHMARKS.md). Discord opens a window
+// (the earlier design, measured in BENCHMARKS.md). Discord's buckets are
+// leaky since 2022 (room for one comes back every second), and there a
+// countdown always has 4 to spare; the window below is the stricter shape
+// some routes still have. A fixed window opens
 // when the first request *arrives*, and arrivals jitter, so the 6th number,
 // sent exactly 5 s after the 1st, now and then arrives a millisecond inside
 // the window and gets a 429. That 429 says how long to wait (milliseconds);
