@@ -200,7 +200,15 @@ fn leaky_bucket_low(mut ats: Vec<Instant>) -> f64 {
 
 /// The machine's own noise during a scenario (see [`StallProbe`]), and how
 /// many of the numbers over `over_ms` late came during one of its stalls.
-fn noise_rows(ctx: &mut Ctx, scenario: &str, noise: &Noise, late: &[(Instant, Instant)]) {
+/// The machine's noise in the run, and how many of `events` (each a span
+/// of time, named `what`) overlapped one of its stalls.
+fn noise_rows(
+    ctx: &mut Ctx,
+    scenario: &str,
+    noise: &Noise,
+    what: &str,
+    events: &[(Instant, Instant)],
+) {
     ctx.info(
         scenario,
         "machine: a thread waking every 1 ms, oversleep p99 / max",
@@ -219,14 +227,14 @@ fn noise_rows(ctx: &mut Ctx, scenario: &str, noise: &Noise, late: &[(Instant, In
         ),
         format!("{}, {}", noise.stalls.len(), ms(total)),
     );
-    let during = late
+    let during = events
         .iter()
-        .filter(|(due, at)| noise.stalled_during(*due, *at))
+        .filter(|(from, to)| noise.stalled_during(*from, *to))
         .count();
     ctx.info(
         scenario,
-        "late numbers (over the goal) during such a stall",
-        format!("{during} of {}", late.len()),
+        &format!("{what} during such a stall"),
+        format!("{during} of {}", events.len()),
     );
 }
 
@@ -460,7 +468,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         "fake: min arrival − due (early)",
         ms(lateness.schedule.iter().copied().fold(f64::NAN, f64::min)),
     );
-    noise_rows(ctx, S, &noise, &late);
+    noise_rows(ctx, S, &noise, "late numbers (over the goal)", &late);
     bot_lateness(ctx, S, &before, &after, GOAL_MS);
     let f = sorted(first);
     ctx.info(
@@ -541,11 +549,13 @@ pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
     db.insert_running(&rows).await?;
     // The defaults: GLOBAL_RATE 50, Discord's 5 per 5 s per channel.
     let bot = Bot::start(&ctx.bin, &fake, &db.url, &[])?;
+    let probe = StallProbe::start();
     bot.wait_ready(&fake, 1).await?;
     let cpu0 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
     fake.wait_for_messages(rows[0].channel_id, 1, Duration::from_secs(30))
         .await?;
     tokio::time::sleep(Duration::from_secs(secs + 2)).await;
+    let noise = probe.finish();
     let cpu1 = (bot.cpu_seconds(), self_cpu_seconds(), Instant::now());
     let after = bot.metrics().await?;
     let stats = fake.stats();
@@ -602,20 +612,41 @@ pub async fn over_budget(ctx: &mut Ctx) -> anyhow::Result<()> {
     let bot_429 = after.get("countdown_send_errors_total{kind=\"rate_limited\"}");
     ctx.row(
         S,
-        "429s received (fake served / bot counted)",
-        format!("{} / {bot_429}", stats.rate_limited),
+        "429s received (fake served: global + channel / bot counted)",
+        format!(
+            "{} + {} / {bot_429}",
+            stats.rate_limited - stats.rate_limited_channel,
+            stats.rate_limited_channel
+        ),
         "0",
         Some(stats.rate_limited == 0 && bot_429 == 0.0),
     );
-    if stats.rate_limited > 0 {
-        let when: Vec<String> = fake
-            .requests()
+    let refused: Vec<Instant> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .map(|r| r.at)
+        .collect();
+    if !refused.is_empty() {
+        let when: Vec<String> = refused
             .iter()
-            .filter(|r| r.status == 429)
-            .map(|r| format!("{:.2}", ms_between(r.at, t1) / 1000.0))
+            .map(|&at| format!("{:.2}", ms_between(at, t1) / 1000.0))
             .collect();
         ctx.info(S, "429s at (s after the first number)", when.join(", "));
     }
+    // A request counts against the rolling second before it: a stall in
+    // that second can bunch arrivals the bot had spaced.
+    let seconds_before: Vec<(Instant, Instant)> = refused
+        .iter()
+        .map(|&at| (at.checked_sub(Duration::from_secs(1)).unwrap_or(at), at))
+        .collect();
+    noise_rows(
+        ctx,
+        S,
+        &noise,
+        "429s with the second before them",
+        &seconds_before,
+    );
     // Requests that are not message posts (serenity's own at start-up)
     // count against the same global limit.
     let mut others: Vec<String> = fake
@@ -797,7 +828,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         "fake: median lateness, last second − first second of the window",
         ms(growth),
     );
-    noise_rows(ctx, S, &noise, &late);
+    noise_rows(ctx, S, &noise, "late numbers (over the goal)", &late);
     bot_lateness(ctx, S, &before, &after, GOAL_MS);
     ctx.row(
         S,
