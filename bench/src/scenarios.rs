@@ -199,9 +199,8 @@ fn leaky_bucket_low(mut ats: Vec<Instant>) -> f64 {
 }
 
 /// The machine's own noise during a scenario (see [`StallProbe`]), and how
-/// many of the numbers over `over_ms` late came during one of its stalls.
-/// The machine's noise in the run, and how many of `events` (each a span
-/// of time, named `what`) overlapped one of its stalls.
+/// many of `events` (each a span of time, named `what`) overlapped one of
+/// its stalls.
 fn noise_rows(
     ctx: &mut Ctx,
     scenario: &str,
