@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use fake_discord::{BucketModel, FakeDiscord};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_to_5_posts_each_number_once_per_second() {
@@ -86,6 +87,58 @@ async fn latency_of_150ms_does_not_accumulate_into_drift() {
             k + 1
         );
     }
+}
+
+/// `count to 11` with Discord's limits enforced: its channel's bucket is
+/// exactly full at one number a second (numbers 6 and 11 open new fixed
+/// windows), so every number must come on time and none be refused but
+/// as the bucket's shape allows.
+async fn count_at_the_channel_limit(model: BucketModel) -> FakeDiscord {
+    let fake = fake().await;
+    fake.set_global_limit(Some(50));
+    fake.set_channel_limit(Some((5, Duration::from_secs(5))));
+    fake.set_channel_model(model);
+    let db = TestDb::create().await;
+    let bot = Bot::start_ready(&fake, &db, &[]).await;
+    let ch = channel(&fake, 0, 1);
+
+    say(&fake, ch, &mention(&fake, "count to 11")).await;
+    let msgs = wait_messages(&fake, ch, 11).await;
+
+    let expected: Vec<String> = (1..=11).map(|k| k.to_string()).collect();
+    assert_eq!(contents(&msgs), expected);
+    let first = msgs[0].at;
+    for (k, m) in msgs.iter().enumerate() {
+        let offset = m.at.duration_since(first).as_millis() as i64;
+        let due = k as i64 * 1000;
+        assert!(
+            (offset - due).abs() < 60,
+            "{model:?}: number {} arrived at +{offset} ms, due +{due} ms",
+            k + 1
+        );
+    }
+    bot.assert_logs_clean();
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_countdown_fills_a_leaky_bucket_without_a_single_429() {
+    // Discord's buckets since 2022: room for one comes back every second,
+    // so one number a second always has room, whatever the jitter.
+    let fake = count_at_the_channel_limit(BucketModel::Leaky).await;
+    assert_eq!(fake.stats().rate_limited, 0, "{:?}", fake.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_countdown_fills_fixed_windows_with_at_most_edge_races() {
+    // A fixed window opens when its first request arrives: the 6th and
+    // 11th numbers, sent exactly 5 s after the 1st and 6th, may arrive a
+    // few ms inside it (a 429 asking for those ms, retried), never more.
+    let fake = count_at_the_channel_limit(BucketModel::FixedWindow).await;
+    let stats = fake.stats();
+    assert_eq!(stats.rate_limited, stats.rate_limited_channel, "{stats:?}");
+    assert!(stats.rate_limited_channel <= 2, "{stats:?}");
+    assert!(stats.channel_429_max_early_ms <= 100, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
