@@ -77,13 +77,18 @@ async fn latency_of_150ms_does_not_accumulate_into_drift() {
     let msgs = wait_messages(&fake, ch, 6).await;
 
     assert_eq!(contents(&msgs), ["1", "2", "3", "4", "5", "6"]);
+    assert_on_schedule(&msgs, "150 ms latency");
+}
+
+/// Number k arrived within 60 ms of number 1's arrival + (k − 1) s.
+fn assert_on_schedule(msgs: &[fake_discord::PostedMessage], what: &str) {
     let first = msgs[0].at;
     for (k, m) in msgs.iter().enumerate() {
         let offset = m.at.duration_since(first).as_millis() as i64;
-        let expected = k as i64 * 1000;
+        let due = k as i64 * 1000;
         assert!(
-            (offset - expected).abs() < 60,
-            "number {} arrived at +{offset} ms, due +{expected} ms",
+            (offset - due).abs() < 60,
+            "{what}: number {} arrived at +{offset} ms, due +{due} ms",
             k + 1
         );
     }
@@ -107,16 +112,7 @@ async fn count_at_the_channel_limit(model: BucketModel) -> FakeDiscord {
 
     let expected: Vec<String> = (1..=11).map(|k| k.to_string()).collect();
     assert_eq!(contents(&msgs), expected);
-    let first = msgs[0].at;
-    for (k, m) in msgs.iter().enumerate() {
-        let offset = m.at.duration_since(first).as_millis() as i64;
-        let due = k as i64 * 1000;
-        assert!(
-            (offset - due).abs() < 60,
-            "{model:?}: number {} arrived at +{offset} ms, due +{due} ms",
-            k + 1
-        );
-    }
+    assert_on_schedule(&msgs, &format!("{model:?}"));
     bot.assert_logs_clean();
     fake
 }
