@@ -7,7 +7,7 @@
 //!   - `Leaky` (the default): Discord's route limits since 2022 (its
 //!     announcement, quoted in discord-api-docs#7680): the bucket holds
 //!     `limit` and one request's room comes back every `period / limit`;
-//!     `X-RateLimit-Reset-After` is when it is full again (a moving
+//!     `X-RateLimit-Reset-After` is when all its room is back (a moving
 //!     timestamp) and a 429's `retry_after` is when one request fits.
 //!   - `FixedWindow`: the older shape, which #7680 says some routes still
 //!     have: a window opens at the first request after the previous one
@@ -142,31 +142,32 @@ impl Limits {
     fn check_leaky(&mut self, channel: u64, now: Instant) -> Result<BucketState, BucketState> {
         let (limit, period) = self.channel.unwrap_or(DISCORD_CHANNEL_LIMIT);
         let enforced = self.channel.is_some();
+        let capacity = f64::from(limit);
         // Requests' worth of room coming back per second.
-        let rate = f64::from(limit) / period.as_secs_f64().max(1e-9);
+        let rate = capacity / period.as_secs_f64().max(1e-9);
         let l = self
             .levels
             .entry(channel)
             .or_insert(Level { at: now, used: 0.0 });
-        let full_until =
+        // When the level, as of `l`, is down to `to`.
+        let down_to =
             |l: &Level, to: f64| l.at + Duration::from_secs_f64(((l.used - to) / rate).max(0.0));
         // The bucket was full after the request before this one: it had
         // room for this one once a request's worth had come back.
-        let room_from = (l.used > f64::from(limit) - 1.0 + LEVEL_EPSILON)
-            .then(|| full_until(l, f64::from(limit) - 1.0));
+        let room_from =
+            (l.used > capacity - 1.0 + LEVEL_EPSILON).then(|| down_to(l, capacity - 1.0));
         let elapsed = now.saturating_duration_since(l.at).as_secs_f64();
         l.used = (l.used - elapsed * rate).max(0.0);
         l.at = now;
-        let fits = l.used + 1.0 <= f64::from(limit) + LEVEL_EPSILON;
-        if enforced && !fits {
-            let retry = full_until(l, f64::from(limit) - 1.0).saturating_duration_since(now);
+        if enforced && l.used + 1.0 > capacity + LEVEL_EPSILON {
+            let retry = down_to(l, capacity - 1.0).saturating_duration_since(now);
             return Err(BucketState::refused(limit, retry, room_from));
         }
         l.used += 1.0;
         Ok(BucketState {
             limit,
-            remaining: (f64::from(limit) - l.used + LEVEL_EPSILON).floor().max(0.0) as u32,
-            reset_after: full_until(l, 0.0).saturating_duration_since(now),
+            remaining: (capacity - l.used + LEVEL_EPSILON).floor().max(0.0) as u32,
+            reset_after: down_to(l, 0.0).saturating_duration_since(now),
             room_from,
         })
     }
