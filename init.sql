@@ -29,6 +29,11 @@ CREATE INDEX IF NOT EXISTS tasks_created_at ON tasks (created_at);
 -- `stop:<id>`, and `user_id` is who started it (STOP_POLICY).
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT 'mention';
 
+-- The message of number `last_sent` (NULL before the first, and for rows
+-- written before it was kept). A countdown resumed past Discord's nonce
+-- window lists its channel after this message to see what is there already.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS last_message_id BIGINT;
+
 -- Every command that was not carried out, and every failure while carrying one out.
 CREATE TABLE IF NOT EXISTS command_errors (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -187,6 +187,7 @@ async fn run_term(
         journal.clone(),
         metrics.clone(),
         settings.resume_max_age,
+        settings.resume_check_after,
         stop_sending.clone(),
     );
     let handler = Handler {

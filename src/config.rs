@@ -25,6 +25,10 @@ pub struct Settings {
     pub max_active_per_guild: usize,
     pub global_rate: u32,
     pub resume_max_age: Duration,
+    /// `RESUME_CHECK_AFTER`: a countdown resumed whose last progress is older
+    /// than this reads its channel before sending (its nonces may have
+    /// expired at Discord); `0` checks at every resume.
+    pub resume_check_after: Duration,
     /// Timeout of one HTTP request to Discord (serenity's default has none).
     pub http_timeout: Duration,
     pub log_format: LogFormat,
@@ -167,6 +171,8 @@ impl Settings {
         }
 
         let resume_max_age = duration_or("RESUME_MAX_AGE", get("RESUME_MAX_AGE"), "1h")?;
+        let resume_check_after =
+            duration_or("RESUME_CHECK_AFTER", get("RESUME_CHECK_AFTER"), "60s")?;
         let http_timeout = duration_or("DISCORD_HTTP_TIMEOUT", get("DISCORD_HTTP_TIMEOUT"), "10s")?;
         if http_timeout.is_zero() {
             return Err(ConfigError::invalid(
@@ -215,6 +221,7 @@ impl Settings {
             max_active_per_guild,
             global_rate,
             resume_max_age,
+            resume_check_after,
             http_timeout,
             log_format,
             stop_policy,
@@ -279,6 +286,7 @@ mod tests {
         assert_eq!(s.max_active_per_guild, 5);
         assert_eq!(s.global_rate, 50);
         assert_eq!(s.resume_max_age, Duration::from_secs(3600));
+        assert_eq!(s.resume_check_after, Duration::from_secs(60));
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.discord_api_url.is_none());
         assert_eq!(s.stop_policy, StopPolicy::Anyone);

@@ -2,6 +2,13 @@
 //! (its nonce makes a number that did arrive harmless), on its original
 //! schedule if that is still ahead, at once otherwise. Rows idle for longer
 //! than `RESUME_MAX_AGE` become `expired` instead.
+//!
+//! Discord honours a nonce only for a few minutes. A row whose last
+//! progress is older than `RESUME_CHECK_AFTER` (a safe share of that
+//! window) may have numbers in its channel that no nonce covers any more,
+//! so its countdown first reads the channel after its last known message
+//! and skips its own numbers already there (see
+//! [`crate::countdown::channel_check`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +17,7 @@ use deadpool_postgres::Pool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::countdown::channel_check::{self, ResumeCheck};
 use crate::countdown::{CountdownSpec, Scheduler};
 use crate::metrics::Metrics;
 use crate::storage::tasks::{self, TaskRow, TaskStatus};
@@ -26,6 +34,7 @@ struct Inner {
     journal: Journal,
     metrics: Metrics,
     max_age: Duration,
+    check_after: Duration,
     shutdown: CancellationToken,
     /// One resume at a time.
     running: tokio::sync::Mutex<()>,
@@ -38,6 +47,7 @@ impl Resumer {
         journal: Journal,
         metrics: Metrics,
         max_age: Duration,
+        check_after: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         Resumer {
@@ -47,6 +57,7 @@ impl Resumer {
                 journal,
                 metrics,
                 max_age,
+                check_after,
                 shutdown,
                 running: tokio::sync::Mutex::new(()),
             }),
@@ -54,12 +65,13 @@ impl Resumer {
     }
 
     /// Resumes every running countdown, retrying while the database is down.
-    pub async fn resume_all(&self) {
+    /// `bot_user_id` tells the bot's own messages from others' in a channel.
+    pub async fn resume_all(&self, bot_user_id: u64) {
         let _one_at_a_time = self.inner.running.lock().await;
         let mut backoff = Duration::from_millis(500);
         let mut logged = false;
         loop {
-            match self.resume_once().await {
+            match self.resume_once(bot_user_id).await {
                 Ok(()) => return,
                 Err(error) => {
                     self.inner.metrics.db_errors.inc();
@@ -78,7 +90,7 @@ impl Resumer {
         }
     }
 
-    async fn resume_once(&self) -> Result<(), StorageError> {
+    async fn resume_once(&self, bot_user_id: u64) -> Result<(), StorageError> {
         let inner = &self.inner;
         // Ends not written yet first (a stop during an outage, or carried
         // over from the previous leader term): a countdown a user stopped
@@ -108,7 +120,7 @@ impl Resumer {
             if inner.scheduler.is_running(row.id) {
                 continue;
             }
-            if self.resume_row(row) {
+            if self.resume_row(row, bot_user_id) {
                 resumed += 1;
             }
         }
@@ -118,7 +130,7 @@ impl Resumer {
         Ok(())
     }
 
-    fn resume_row(&self, row: TaskRow) -> bool {
+    fn resume_row(&self, row: TaskRow, bot_user_id: u64) -> bool {
         let inner = &self.inner;
         if row.last_sent >= row.target {
             // Crashed between the last number and writing `finished`.
@@ -161,9 +173,40 @@ impl Resumer {
                 target: row.target,
                 next,
                 first_due,
+                check: self.needs_check(&row).then(|| ResumeCheck {
+                    after: check_anchor(&row),
+                    bot_user_id,
+                }),
             },
         );
         true
+    }
+}
+
+impl Resumer {
+    /// Whether the row's nonces may have expired at Discord.
+    fn needs_check(&self, row: &TaskRow) -> bool {
+        let idle = (chrono::Utc::now() - row.updated_at)
+            .to_std()
+            .unwrap_or_default();
+        idle >= self.inner.check_after
+    }
+}
+
+/// How far before a moment a listing starts, for the clocks of the bot and
+/// of Discord, which stamps the snowflakes, to disagree.
+const CLOCK_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Where the channel check starts reading: after the row's last known
+/// message; without one, before any message the countdown can have posted
+/// (its `1` is recognised by its Stop button); for a row written before the
+/// message id was kept, shortly before its last progress, and never before
+/// the countdown existed.
+fn check_anchor(row: &TaskRow) -> u64 {
+    match row.last_message_id {
+        Some(id) => id,
+        None if row.last_sent == 0 => channel_check::snowflake_at(row.created_at - CLOCK_MARGIN),
+        None => channel_check::snowflake_at((row.updated_at - CLOCK_MARGIN).max(row.created_at)),
     }
 }
 

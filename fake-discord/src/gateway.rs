@@ -400,6 +400,7 @@ pub(crate) fn inject_message(
         flags: 0,
     });
     w.message_objects.insert(id, msg.clone());
+    w.log_message(channel_id, id);
     w.stats.injected_messages += 1;
     dispatch_message(
         &mut w,

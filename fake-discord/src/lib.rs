@@ -15,6 +15,7 @@
 mod commands;
 mod control;
 mod gateway;
+mod history;
 mod interactions;
 mod messages;
 mod payloads;
@@ -525,6 +526,17 @@ impl FakeDiscord {
 
     pub fn set_channel_limit(&self, l: Option<(u32, Duration)>) {
         self.shared().world().limits.channel = l;
+    }
+
+    /// Takes away (or gives back) the bot's Read Message History in
+    /// `channel_id`: listing its messages answers 403, Missing Access.
+    pub fn deny_history(&self, channel_id: u64, denied: bool) {
+        let mut w = self.shared().world();
+        if denied {
+            w.history_denied.insert(channel_id);
+        } else {
+            w.history_denied.remove(&channel_id);
+        }
     }
 
     /// The shape of the channel buckets from now on (see [`BucketModel`]).

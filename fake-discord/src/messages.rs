@@ -20,7 +20,7 @@ use crate::rest::{
 };
 use crate::state::{Fault, PostedMessage, RequestRecord, Shared, World};
 
-fn bucket_hash(route: &str) -> String {
+pub(crate) fn bucket_hash(route: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in route.bytes() {
         h ^= u64::from(b);
@@ -31,7 +31,7 @@ fn bucket_hash(route: &str) -> String {
 
 const MESSAGES_ROUTE: &str = "POST /channels/{channel.id}/messages";
 
-fn add_bucket_headers(resp: &mut Response, b: &BucketState) {
+pub(crate) fn add_bucket_headers(resp: &mut Response, b: &BucketState, route: &str) {
     let reset = SystemTime::now() + b.reset_after;
     set_header(resp, "x-ratelimit-limit", b.limit.to_string());
     set_header(resp, "x-ratelimit-remaining", b.remaining.to_string());
@@ -45,12 +45,22 @@ fn add_bucket_headers(resp: &mut Response, b: &BucketState) {
         "x-ratelimit-reset-after",
         format!("{:.3}", b.reset_after.as_secs_f64()),
     );
-    set_header(resp, "x-ratelimit-bucket", bucket_hash(MESSAGES_ROUTE));
+    set_header(resp, "x-ratelimit-bucket", bucket_hash(route));
 }
 
 /// A 429 as Discord sends it: `Retry-After` in whole seconds (rounded up),
 /// the exact value in the body.
 pub(crate) fn rate_limited_response(
+    retry_after: f64,
+    global: bool,
+    bucket: Option<BucketState>,
+) -> Response {
+    rate_limited_on(MESSAGES_ROUTE, retry_after, global, bucket)
+}
+
+/// [`rate_limited_response`] for the bucket of `route`.
+pub(crate) fn rate_limited_on(
+    route: &str,
     retry_after: f64,
     global: bool,
     bucket: Option<BucketState>,
@@ -76,7 +86,7 @@ pub(crate) fn rate_limited_response(
         set_header(&mut resp, "x-ratelimit-global", "true".to_string());
     }
     if let Some(b) = bucket {
-        add_bucket_headers(&mut resp, &b);
+        add_bucket_headers(&mut resp, &b, route);
     }
     resp
 }
@@ -282,7 +292,7 @@ pub(crate) async fn post_message(
         shared.bump_messages();
     }
     let mut resp = json_response(StatusCode::OK, &resp_body);
-    add_bucket_headers(&mut resp, &bucket);
+    add_bucket_headers(&mut resp, &bucket, MESSAGES_ROUTE);
     resp
 }
 
@@ -413,6 +423,7 @@ fn create_or_dedup(
         w.nonces.insert((channel_id, n), (idx, now));
     }
     w.message_objects.insert(id, rest_message.clone());
+    w.log_message(channel_id, id);
     w.stats.created += 1;
     if let (Some(echo), Some(intents)) = (echo, w.gw.intents()) {
         gateway::dispatch_message(w, bot, guild_id.is_some(), intents, echo, bot, &mention_ids);

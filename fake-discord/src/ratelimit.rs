@@ -80,6 +80,9 @@ struct Level {
 /// is rounding (the level is an `f64` of seconds times a rate).
 const LEVEL_EPSILON: f64 = 1e-9;
 
+/// Marks a bucket key as the history route's (see [`Limits::check_history`]).
+const HISTORY_KEY: u64 = 1 << 63;
+
 #[derive(Debug, Default)]
 pub(crate) struct Limits {
     pub global: Option<u32>,
@@ -137,6 +140,19 @@ impl Limits {
             BucketModel::Leaky => self.check_leaky(channel, now),
             BucketModel::FixedWindow => self.check_window(channel, now),
         }
+    }
+
+    /// Counts one `GET /channels/{id}/messages` against `channel`'s bucket
+    /// for that route: Discord keeps it apart from posting (another method,
+    /// another bucket), of the same size and shape. Its buckets share the
+    /// maps with the posting ones under keys no channel id reaches
+    /// (snowflakes stay below 2^63).
+    pub(crate) fn check_history(
+        &mut self,
+        channel: u64,
+        now: Instant,
+    ) -> Result<BucketState, BucketState> {
+        self.check_channel(channel | HISTORY_KEY, now)
     }
 
     fn check_leaky(&mut self, channel: u64, now: Instant) -> Result<BucketState, BucketState> {

@@ -37,7 +37,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/oauth2/applications/@me", get(get_application))
         .route("/applications/@me", get(get_application))
         .route("/channels/{channel_id}", get(get_channel))
-        .route("/channels/{channel_id}/messages", post(post_message))
+        .route(
+            "/channels/{channel_id}/messages",
+            post(post_message).get(crate::history::list_messages),
+        )
         .route("/channels/{channel_id}/typing", post(typing))
         .route(
             "/applications/{app_id}/commands",

@@ -3,7 +3,7 @@
 //! log, the fault knobs and the rate-limit state. One `std::sync::Mutex`
 //! guards it; it is never held across an `.await`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -104,6 +104,8 @@ pub struct Stats {
     pub created: u64,
     /// POSTs answered with an existing message because of `enforce_nonce`.
     pub nonce_duplicates: u64,
+    /// `GET /channels/{id}/messages` answered (or refused by its bucket).
+    pub history_lists: u64,
     /// 429 answers served (injected and enforced, global and per channel).
     pub rate_limited: u64,
     /// Of those, 429s of an enforced channel bucket (a message POST over
@@ -194,6 +196,12 @@ pub(crate) struct World {
     pub message_objects: HashMap<u64, Value>,
     /// (channel, nonce) → (index in `messages`, created at).
     pub nonces: HashMap<(u64, String), (usize, Instant)>,
+    /// channel → ids of every message in it (injected and created), oldest
+    /// first: the channel's history as `GET /channels/{id}/messages` lists it.
+    pub channel_log: HashMap<u64, Vec<u64>>,
+    /// Channels whose history the bot may not read (no Read Message
+    /// History): listing them answers 403, Missing Access.
+    pub history_denied: HashSet<u64>,
     pub stats: Stats,
     pub requests: Vec<RequestRecord>,
     pub faults: Faults,
@@ -278,6 +286,7 @@ pub(crate) struct History(
     HashMap<u64, Value>,
     HashMap<(u64, String), (usize, Instant)>,
     Vec<RequestRecord>,
+    HashMap<u64, Vec<u64>>,
 );
 
 impl World {
@@ -290,6 +299,7 @@ impl World {
             std::mem::take(&mut self.message_objects),
             std::mem::take(&mut self.nonces),
             std::mem::take(&mut self.requests),
+            std::mem::take(&mut self.channel_log),
         )
     }
 
@@ -303,6 +313,12 @@ impl World {
         let id = (ms << 22).max(self.last_snowflake + 1);
         self.last_snowflake = id;
         id
+    }
+
+    /// Notes message `id` in `channel_id`'s history (ids only grow, so the
+    /// log stays sorted).
+    pub(crate) fn log_message(&mut self, channel_id: u64, id: u64) {
+        self.channel_log.entry(channel_id).or_default().push(id);
     }
 
     /// Records a created message; returns its index in `messages`.
@@ -421,6 +437,8 @@ impl Shared {
                 by_channel: HashMap::new(),
                 message_objects: HashMap::with_capacity(config.history_capacity),
                 nonces: HashMap::with_capacity(config.history_capacity),
+                channel_log: HashMap::new(),
+                history_denied: HashSet::new(),
                 stats: Stats::default(),
                 requests: Vec::with_capacity(config.history_capacity),
                 faults: Faults::default(),

@@ -355,6 +355,7 @@ impl CommandService {
                 target,
                 next: 1,
                 first_due: Instant::now(),
+                check: None,
             },
         );
         CountOutcome::Started { task_id: row.id }

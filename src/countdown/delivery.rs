@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pacer::{Grant, Hold, Pacer};
-use super::sink::{Delivered, MessageSink, Outgoing, SendError};
+use super::sink::{Delivered, Listed, MessageSink, Outgoing, SendError};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
 
@@ -138,16 +138,8 @@ impl Delivery {
             };
             let slot = grant.slot;
             let first = *first_grant.get_or_insert(grant);
-            // Never send while the fence is closed: another instance may be
-            // the leader. A late ping only closes it for a moment, so wait;
-            // a lost leadership cancels `cancel` and ends the wait.
-            while !self.fence.is_open() {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
+            // Never send while the fence is closed.
+            self.wait_for_fence(cancel).await?;
             let attempt = Instant::now();
             let error = match self.sink.post(channel_id, message).await {
                 Ok(delivered) => {
@@ -216,6 +208,83 @@ impl Delivery {
                         self.pacer.block_channel(channel_id, until);
                     }
                     Duration::ZERO
+                }
+                _ => {
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.policy.max_backoff);
+                    wait
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Waits while the fence is closed: another instance may be the leader.
+    /// A late ping only closes it for a moment; a lost leadership cancels
+    /// `cancel` and ends the wait.
+    async fn wait_for_fence(&self, cancel: &CancellationToken) -> Result<(), DeliveryError> {
+        while !self.fence.is_open() {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists the messages of `channel_id` right after message `after`
+    /// (oldest first), paced by the global budget (reading is another route
+    /// than posting, with a bucket of its own) and retried like a post: a
+    /// channel the bot may no longer read (403, 404) fails at once.
+    pub async fn list_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Listed>, DeliveryError> {
+        let started = Instant::now();
+        let mut backoff = self.policy.first_backoff;
+        loop {
+            let in_flight = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                permit = self.in_flight.acquire() => permit.expect("the semaphore is never closed"),
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                _ = self.pacer.acquire_global() => {}
+            }
+            self.wait_for_fence(cancel).await?;
+            let error = match self.sink.list_after(channel_id, after).await {
+                Ok(page) => return Ok(page),
+                Err(error) => error,
+            };
+            drop(in_flight);
+            self.metrics
+                .send_errors
+                .with_label_values(&[error.kind()])
+                .inc();
+            if !error.is_retryable() || started.elapsed() >= self.policy.give_up_after {
+                return Err(DeliveryError::Failed(error));
+            }
+            tracing::debug!(%error, "listing the channel failed; retrying");
+            let wait = match error {
+                SendError::RateLimited {
+                    retry_after,
+                    global,
+                } => {
+                    if global {
+                        self.pacer.block_global(Instant::now() + retry_after);
+                    }
+                    retry_after
                 }
                 _ => {
                     let wait = backoff;

@@ -2,10 +2,13 @@
 //! caps), one tokio task each, stopped by a user's `stop` or by shutdown.
 //!
 //! - [`run`]: the timing of one countdown.
+//! - [`channel_check`]: what a countdown resumed past the nonce window finds
+//!   in its channel.
 //! - [`delivery`]: posting one message with retries.
 //! - [`pacer`]: the rate budget every request goes through.
 //! - [`sink`]: the interface to Discord the scheduler needs.
 
+pub mod channel_check;
 pub mod delivery;
 pub mod pacer;
 pub mod run;
@@ -338,7 +341,7 @@ impl Inner {
         let status = match &ended {
             Ended::Finished => Some(TaskStatus::Finished),
             Ended::Stopped => Some(TaskStatus::Stopped),
-            Ended::Failed(_) => Some(TaskStatus::Failed),
+            Ended::Failed(_) | Ended::Unreadable(_) => Some(TaskStatus::Failed),
             Ended::Interrupted => None,
         };
         match &ended {
@@ -360,6 +363,21 @@ impl Inner {
                     task_id: Some(spec.task_id),
                     at: chrono::Utc::now(),
                 });
+            }
+            Ended::Unreadable(error) => {
+                tracing::error!(
+                    last_sent,
+                    %error,
+                    "cannot read the channel to resume; countdown failed"
+                );
+                self.journal.general_error(
+                    "resume",
+                    format!(
+                        "countdown {} in channel {}: cannot read the channel's messages to see \
+                         what was posted while the bot was away ({error}); marked failed at {last_sent} of {}",
+                        spec.task_id, spec.channel_id, spec.target
+                    ),
+                );
             }
         }
         if let Some(status) = status {

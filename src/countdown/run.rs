@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::channel_check::{self, ResumeCheck, Scan};
 use super::delivery::{Delivery, DeliveryError, Posted};
 use super::pacer::Hold;
 use super::sink::{Outgoing, SendError};
@@ -27,6 +28,14 @@ pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 /// millisecond of it would move every later number, a ratchet that only
 /// adds up.
 pub const FOLLOW_AT: Duration = Duration::from_millis(5);
+/// A number its channel's window held back this long or longer moves the
+/// schedule even with room in the global budget: the window is out of step
+/// with the schedule (Discord's window opened by requests this process does
+/// not know of, such as a previous process's before a restart, or a reply),
+/// and it would hold every fifth number back by as much again, the next one
+/// bunched after it. Followed once, the windows open on the schedule.
+/// Shorter holds are arrival jitter at a window's edge (see [`FOLLOW_AT`]).
+pub const FOLLOW_ALONE: Duration = Duration::from_millis(100);
 pub const TICK: Duration = Duration::from_secs(1);
 /// An answer older than this is the earlier message of a repeated nonce
 /// (a new one is milliseconds old; clocks agree far better than this).
@@ -44,6 +53,9 @@ pub struct CountdownSpec {
     pub next: u16,
     /// When `next` is due.
     pub first_due: Instant,
+    /// A resume past the nonce window: read the channel first and skip the
+    /// numbers already there (see [`super::channel_check`]).
+    pub check: Option<ResumeCheck>,
 }
 
 /// A running countdown as others see it: its progress, and how to stop it.
@@ -88,13 +100,41 @@ pub enum Ended {
     /// The bot is shutting down; the row stays `running` and resumes later.
     Interrupted,
     Failed(SendError),
+    /// A resume could not read its channel to see what was posted already.
+    Unreadable(SendError),
 }
 
 pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &Metrics) -> Ended {
     let spec = &live.spec;
+    let mut first = spec.next;
     let mut anchor = spec.first_due;
-    let mut anchor_k = spec.next;
-    for k in spec.next..=spec.target {
+    if let Some(check) = spec.check {
+        let scan = Scan::new(check.bot_user_id, spec.task_id, spec.next, spec.target);
+        match channel_check::run(delivery, spec.channel_id, check, scan, &live.cancel).await {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                tracing::info!(
+                    found = found.k,
+                    "numbers already in the channel; going on after them"
+                );
+                live.last_sent.store(found.k, Ordering::SeqCst);
+                journal.progress(spec.task_id, found.k, Some(found.message_id));
+                if found.k >= spec.target {
+                    return Ended::Finished;
+                }
+                first = found.k + 1;
+                // One second after the last one the channel shows, or now.
+                let ahead = (found.posted_at() + TICK - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or_default();
+                anchor = Instant::now() + ahead.min(TICK);
+            }
+            Err(DeliveryError::Cancelled) => return cancelled(live),
+            Err(DeliveryError::Failed(error)) => return Ended::Unreadable(error),
+        }
+    }
+    let mut anchor_k = first;
+    for k in first..=spec.target {
         let due = anchor + TICK * u32::from(k - anchor_k);
         tokio::select! {
             biased;
@@ -128,7 +168,7 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             .and_then(|age| Instant::now().checked_sub(age));
         let delivered = Instant::now();
         live.last_sent.store(k, Ordering::SeqCst);
-        journal.progress(spec.task_id, k);
+        journal.progress(spec.task_id, k, answer.message_id);
         metrics.messages_sent.inc();
         metrics
             .tick_lateness
@@ -137,7 +177,7 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
         let new_anchor = if let Some(posted) = earlier_post {
             tracing::debug!(k, "number was already posted; continuing from its time");
             Some(posted)
-        } else if k == spec.next {
+        } else if k == first {
             // The first number of a run goes out when its channel and the
             // budget let it (a reply may hold the channel, a resume waits
             // its turn, commands arrive in a burst): the next ones follow
@@ -165,7 +205,9 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             // scenario 2). With room in the budget the held number alone is
             // late: followed, every later number of 5,000 countdowns came
             // 13 ms late after 20 s (scenario 4).
-            let follow = |hold: &Hold| budget_busy && hold.length >= FOLLOW_AT;
+            let follow = |hold: &Hold| {
+                (budget_busy && hold.length >= FOLLOW_AT) || hold.length >= FOLLOW_ALONE
+            };
             channel_hold.filter(follow).map(|hold| {
                 tracing::debug!(
                     k,

@@ -1,5 +1,6 @@
-//! The one thing the scheduler needs from Discord: post a message to a
-//! channel and say how it went. The serenity adapter implements it for real;
+//! What the scheduler needs from Discord: post a message to a channel and
+//! say how it went, and read what a channel holds after a message (a
+//! resume past the nonce window). The serenity adapter implements it for real;
 //! tests implement it with a recorder, so the scheduler's timing is tested
 //! with paused time and no network.
 
@@ -36,7 +37,23 @@ pub struct Delivered {
     /// How long ago Discord created the message it answered with. Near zero
     /// for a new message; for a repeated nonce, the age of the original.
     pub age: Option<Duration>,
+    /// The id of the message Discord answered with (the original one for a
+    /// repeated nonce).
+    pub message_id: Option<u64>,
 }
+
+/// A message of a channel's history, as far as a resume needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: u64,
+    pub author_id: u64,
+    pub content: String,
+    /// The countdown whose Stop button the message carries, if any.
+    pub stop_button_of: Option<i64>,
+}
+
+/// Discord's largest page of a channel's history.
+pub const PAGE: usize = 100;
 
 /// Why one attempt to post failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -79,4 +96,8 @@ impl SendError {
 pub trait MessageSink: Send + Sync + 'static {
     /// One attempt to post `message` in `channel_id`.
     async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError>;
+
+    /// One attempt to list the (at most [`PAGE`]) messages of `channel_id`
+    /// that come right after message `after`, oldest first.
+    async fn list_after(&self, channel_id: u64, after: u64) -> Result<Vec<Listed>, SendError>;
 }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Delivery, RetryPolicy};
 use super::pacer::Pacer;
-use super::sink::{Delivered, MessageSink, Outgoing, SendError};
+use super::sink::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
+use super::channel_check::{snowflake_at, ResumeCheck};
 use super::*;
 use crate::metrics::Metrics;
 use crate::storage::Journal;
@@ -24,6 +25,10 @@ struct Recorder {
     /// Discord's answers to the successful posts, in order (then defaults).
     answers: Mutex<VecDeque<Delivered>>,
     latency: Mutex<Duration>,
+    /// The channel's history as a listing shows it (oldest first), and
+    /// what a listing answers instead, if it fails.
+    history: Mutex<Vec<Listed>>,
+    listing_fails: Mutex<Option<SendError>>,
 }
 
 #[async_trait]
@@ -41,6 +46,31 @@ impl MessageSink for Recorder {
             .unwrap()
             .push((start, channel_id, message.clone()));
         Ok(self.answers.lock().unwrap().pop_front().unwrap_or_default())
+    }
+
+    async fn list_after(&self, _channel_id: u64, after: u64) -> Result<Vec<Listed>, SendError> {
+        if let Some(e) = self.listing_fails.lock().unwrap().clone() {
+            return Err(e);
+        }
+        let history = self.history.lock().unwrap();
+        Ok(history
+            .iter()
+            .filter(|m| m.id > after)
+            .take(PAGE)
+            .cloned()
+            .collect())
+    }
+}
+
+/// The bot's user id in the channel histories below.
+const BOT: u64 = 777;
+
+fn listed(id: u64, author_id: u64, content: &str) -> Listed {
+    Listed {
+        id,
+        author_id,
+        content: content.into(),
+        stop_button_of: None,
     }
 }
 
@@ -115,6 +145,7 @@ impl Harness {
                 target,
                 next: 1,
                 first_due: Instant::now(),
+                check: None,
             },
         );
     }
@@ -132,6 +163,27 @@ impl Harness {
                 Outgoing::Reply { .. } => (0, (*t - self.t0).as_millis()),
             })
             .collect()
+    }
+
+    /// Resumes countdown `task_id` at `next`, due now, with a channel check.
+    fn resume(&self, task_id: i64, channel_id: u64, next: u16, target: u16, after: u64) {
+        let reservation = self.scheduler.reserve_for_resume(channel_id, Some(1)).unwrap();
+        self.scheduler.start(
+            reservation,
+            CountdownSpec {
+                task_id,
+                channel_id,
+                guild_id: Some(1),
+                user_id: 9,
+                target,
+                next,
+                first_due: Instant::now(),
+                check: Some(ResumeCheck {
+                    after,
+                    bot_user_id: BOT,
+                }),
+            },
+        );
     }
 
     async fn until_idle(&self) {
@@ -332,6 +384,7 @@ async fn many_channels_share_a_small_budget_fairly() {
                 target: 1000,
                 next: 1,
                 first_due: Instant::now(),
+                check: None,
             },
         );
     }
@@ -373,6 +426,10 @@ impl MessageSink for AlreadyPosted {
         }
         Ok(delivered)
     }
+
+    async fn list_after(&self, channel_id: u64, after: u64) -> Result<Vec<Listed>, SendError> {
+        self.inner.list_after(channel_id, after).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -398,6 +455,7 @@ async fn a_resent_number_already_posted_keeps_the_original_pace() {
             target: 5,
             next: 3,
             first_due: Instant::now(),
+            check: None,
         },
     );
     while scheduler.active() > 0 {
@@ -475,7 +533,7 @@ async fn countdown_with_a_late_window(rate: u32, opened_late: Duration) -> Vec<(
     answers.push(Delivered {
         remaining: Some(0),
         reset_after: Some(Duration::from_secs(1) + opened_late),
-        age: None,
+        ..Delivered::default()
     });
     h.recorder.answers.lock().unwrap().extend(answers);
     h.start(1, 10, 8);
@@ -564,4 +622,87 @@ async fn a_refused_stop_request_changes_nothing() {
     let stopped = pending.wait().await;
     assert_eq!((stopped.task_id, stopped.last_sent), (7, 3));
     assert_eq!(h.metrics.finished.with_label_values(&["stopped"]).get(), 1);
+}
+
+/// Number 6 was confirmed; 7 and 8 reached the channel before the bot went
+/// away, longer ago than the nonce window; a person typed "7" meanwhile.
+/// The resume reads the channel, skips 7 and 8 (not the person's "7"), and
+/// goes on with 9 at once (8 is long past) and one a second after it.
+#[tokio::test(start_paused = true)]
+async fn a_resume_past_the_nonce_window_skips_its_own_numbers_already_there() {
+    let h = harness(LIMITS);
+    let base = snowflake_at(chrono::Utc::now() - chrono::Duration::minutes(10));
+    h.recorder.history.lock().unwrap().extend([
+        listed(base, BOT, "6"),
+        listed(base + 1, 4242, "7"),
+        listed(base + 2, BOT, "7"),
+        listed(base + 3, BOT, "8"),
+    ]);
+    h.resume(1, 10, 7, 11, base);
+    h.until_idle().await;
+    assert_eq!(h.send_times(10), vec![(9, 0), (10, 1000), (11, 2000)]);
+    assert_eq!(h.metrics.finished.with_label_values(&["finished"]).get(), 1);
+}
+
+/// The number after the last one found is due one second after it was
+/// posted, as a fresh countdown's would be.
+#[tokio::test(start_paused = true)]
+async fn after_the_numbers_found_the_next_is_due_a_second_after_the_last() {
+    let h = harness(LIMITS);
+    let last = snowflake_at(chrono::Utc::now() - chrono::Duration::milliseconds(300));
+    h.recorder
+        .history
+        .lock()
+        .unwrap()
+        .push(listed(last, BOT, "4"));
+    h.resume(1, 10, 4, 5, last - 1);
+    h.until_idle().await;
+    let sent = h.send_times(10);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    // 700 ms, less the real time the test took between the two clocks.
+    assert!(sent[0].0 == 5 && (680..=700).contains(&sent[0].1), "{sent:?}");
+}
+
+/// Every number is in the channel already: the countdown ends as finished
+/// without sending anything.
+#[tokio::test(start_paused = true)]
+async fn a_resume_that_finds_every_number_sends_nothing() {
+    let h = harness(LIMITS);
+    let base = snowflake_at(chrono::Utc::now() - chrono::Duration::minutes(10));
+    h.recorder
+        .history
+        .lock()
+        .unwrap()
+        .extend((1..=3u16).map(|k| listed(base + u64::from(k), BOT, &k.to_string())));
+    h.resume(1, 10, 2, 3, base + 1);
+    h.until_idle().await;
+    assert!(h.send_times(10).is_empty());
+    assert_eq!(h.metrics.finished.with_label_values(&["finished"]).get(), 1);
+}
+
+/// A channel the bot can no longer read fails the countdown at once: no
+/// number, no retry.
+#[tokio::test(start_paused = true)]
+async fn a_resume_whose_channel_cannot_be_read_fails_without_sending() {
+    let h = harness(LIMITS);
+    *h.recorder.listing_fails.lock().unwrap() = Some(SendError::Rejected {
+        status: 403,
+        message: "Missing Access".into(),
+    });
+    h.resume(1, 10, 3, 9, 1);
+    h.until_idle().await;
+    assert!(h.send_times(10).is_empty());
+    assert_eq!(h.metrics.finished.with_label_values(&["failed"]).get(), 1);
+    assert_eq!(*h.recorder.attempts.lock().unwrap(), 0);
+}
+
+/// A window out of step with the schedule by far more than jitter (opened
+/// by requests this process does not know of, such as the ones before a
+/// restart) moves the schedule once, even with room in the budget: number 6
+/// waits for it, and the rest follow it a second apart, so the next window
+/// opens on the schedule instead of holding every fifth number back again.
+#[tokio::test(start_paused = true)]
+async fn a_window_out_of_step_moves_the_schedule_once() {
+    let sent = countdown_with_a_late_window(50, Duration::from_millis(400)).await;
+    assert_eq!(sent, [(5, 4000), (6, 5400), (7, 6400), (8, 7400)]);
 }

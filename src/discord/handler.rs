@@ -38,7 +38,8 @@ impl EventHandler for Handler {
         // A second READY (after an invalidated session) resumes again; what
         // already runs here is skipped, so nothing starts twice.
         let resumer = self.resumer.clone();
-        tokio::spawn(async move { resumer.resume_all().await });
+        let bot_user_id = ready.user.id.get();
+        tokio::spawn(async move { resumer.resume_all(bot_user_id).await });
         self.registration.start(ctx.http.clone());
     }
 

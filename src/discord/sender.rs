@@ -15,7 +15,7 @@ use serenity::all::{
 };
 
 use super::components;
-use crate::countdown::sink::{Delivered, MessageSink, Outgoing, SendError};
+use crate::countdown::sink::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
 
 pub struct DiscordSink {
     http: Arc<Http>,
@@ -51,27 +51,13 @@ pub fn message_body(channel_id: ChannelId, message: &Outgoing) -> CreateMessage 
     }
 }
 
-#[async_trait]
-impl MessageSink for DiscordSink {
-    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError> {
-        if channel_id == 0 {
-            return Err(SendError::Rejected {
-                status: 0,
-                message: "channel id 0".into(),
-            });
-        }
-        let channel = ChannelId::new(channel_id);
-        let body = serde_json::to_vec(&message_body(channel, message))
-            .map_err(|e| SendError::InvalidResponse(format!("cannot encode message: {e}")))?;
-        let request = Request::new(
-            Route::ChannelMessages {
-                channel_id: channel,
-            },
-            LightMethod::Post,
-        )
-        .body(Some(body))
-        .build(&self.client, self.http.token(), self.http.proxy.as_deref())
-        .map_err(|e| SendError::Network(format!("cannot build request: {e}")))?;
+impl DiscordSink {
+    /// Sends `request` and returns the headers and body of a 2xx answer;
+    /// anything else is a [`SendError`] read from the raw answer.
+    async fn execute(&self, request: Request<'_>) -> Result<(HeaderMap, String), SendError> {
+        let request = request
+            .build(&self.client, self.http.token(), self.http.proxy.as_deref())
+            .map_err(|e| SendError::Network(format!("cannot build request: {e}")))?;
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 SendError::Timeout
@@ -81,18 +67,97 @@ impl MessageSink for DiscordSink {
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        if status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Ok(Delivered {
-                remaining: header(&headers, "x-ratelimit-remaining"),
-                reset_after: header::<f64>(&headers, "x-ratelimit-reset-after").and_then(seconds),
-                age: message_age(&body),
-            });
-        }
         // Bodies of failed answers are small JSON (or Cloudflare's HTML).
-        let text = response.text().await.unwrap_or_default();
-        Err(classify_failure(status, &headers, &text))
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok((headers, body))
+        } else {
+            Err(classify_failure(status, &headers, &body))
+        }
     }
+}
+
+fn channel(channel_id: u64) -> Result<ChannelId, SendError> {
+    if channel_id == 0 {
+        return Err(SendError::Rejected {
+            status: 0,
+            message: "channel id 0".into(),
+        });
+    }
+    Ok(ChannelId::new(channel_id))
+}
+
+#[async_trait]
+impl MessageSink for DiscordSink {
+    async fn post(&self, channel_id: u64, message: &Outgoing) -> Result<Delivered, SendError> {
+        let channel = channel(channel_id)?;
+        let body = serde_json::to_vec(&message_body(channel, message))
+            .map_err(|e| SendError::InvalidResponse(format!("cannot encode message: {e}")))?;
+        let request = Request::new(
+            Route::ChannelMessages {
+                channel_id: channel,
+            },
+            LightMethod::Post,
+        )
+        .body(Some(body));
+        let (headers, body) = self.execute(request).await?;
+        let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+        Ok(Delivered {
+            remaining: header(&headers, "x-ratelimit-remaining"),
+            reset_after: header::<f64>(&headers, "x-ratelimit-reset-after").and_then(seconds),
+            age: json.as_ref().and_then(message_age),
+            message_id: json.as_ref().and_then(|j| snowflake(j.get("id"))),
+        })
+    }
+
+    async fn list_after(&self, channel_id: u64, after: u64) -> Result<Vec<Listed>, SendError> {
+        let request = Request::new(
+            Route::ChannelMessages {
+                channel_id: channel(channel_id)?,
+            },
+            LightMethod::Get,
+        )
+        .params(Some(vec![
+            ("after", after.to_string()),
+            ("limit", PAGE.to_string()),
+        ]));
+        let (_, body) = self.execute(request).await?;
+        parse_listing(&body)
+    }
+}
+
+/// A page of `GET /channels/{id}/messages` (newest first), oldest first.
+pub fn parse_listing(body: &str) -> Result<Vec<Listed>, SendError> {
+    let page: Vec<serde_json::Value> = serde_json::from_str(body)
+        .map_err(|e| SendError::InvalidResponse(format!("message list: {e}")))?;
+    let mut listed: Vec<Listed> = page
+        .iter()
+        .filter_map(|m| {
+            Some(Listed {
+                id: snowflake(m.get("id"))?,
+                author_id: snowflake(m.get("author")?.get("id"))?,
+                content: m.get("content")?.as_str()?.to_owned(),
+                stop_button_of: stop_button_of(m),
+            })
+        })
+        .collect();
+    listed.sort_by_key(|m| m.id);
+    Ok(listed)
+}
+
+/// The countdown whose Stop button message `m` carries.
+fn stop_button_of(m: &serde_json::Value) -> Option<i64> {
+    m.get("components")?
+        .as_array()?
+        .iter()
+        .filter_map(|row| row.get("components")?.as_array())
+        .flatten()
+        .filter_map(|c| c.get("custom_id")?.as_str())
+        .find_map(components::parse_stop_custom_id)
+}
+
+fn snowflake(v: Option<&serde_json::Value>) -> Option<u64> {
+    v?.as_str()?.parse().ok()
 }
 
 /// Turns a non-2xx answer into a [`SendError`].
@@ -136,9 +201,8 @@ pub fn classify_failure(status: StatusCode, headers: &HeaderMap, body: &str) -> 
     }
 }
 
-/// Age of the message object in `body`, from its `timestamp`.
-fn message_age(body: &str) -> Option<Duration> {
-    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+/// Age of a message object, from its `timestamp`.
+fn message_age(json: &serde_json::Value) -> Option<Duration> {
     let created = chrono::DateTime::parse_from_rfc3339(json.get("timestamp")?.as_str()?).ok()?;
     (chrono::Utc::now() - created.with_timezone(&chrono::Utc))
         .to_std()
@@ -252,9 +316,27 @@ mod tests {
     #[test]
     fn the_age_of_a_returned_message_comes_from_its_timestamp() {
         let old = (chrono::Utc::now() - chrono::Duration::seconds(3)).to_rfc3339();
-        let age = message_age(&format!(r#"{{"id":"1","timestamp":"{old}"}}"#)).unwrap();
+        let age = message_age(&serde_json::json!({ "id": "1", "timestamp": old })).unwrap();
         assert!(age >= Duration::from_secs(3) && age < Duration::from_secs(4));
-        assert_eq!(message_age("<html>"), None);
+        assert_eq!(message_age(&serde_json::json!("<html>")), None);
+    }
+
+    #[test]
+    fn a_listing_is_read_oldest_first_with_its_stop_buttons() {
+        let body = r#"[
+            {"id":"30","author":{"id":"7"},"content":"2","components":[]},
+            {"id":"20","author":{"id":"9"},"content":"hello"},
+            {"id":"10","author":{"id":"7"},"content":"1","components":[{"type":1,"components":[{"type":2,"custom_id":"stop:42"}]}]}
+        ]"#;
+        let listed = parse_listing(body).unwrap();
+        assert_eq!(
+            listed.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
+        assert_eq!(listed[0].stop_button_of, Some(42));
+        assert_eq!(listed[1].author_id, 9);
+        assert_eq!(listed[2].stop_button_of, None);
+        assert!(parse_listing("<html>").is_err());
     }
 
     #[test]

@@ -53,7 +53,8 @@ struct Store {
 
 #[derive(Default)]
 struct Pending {
-    progress: HashMap<i64, i32>,
+    /// task → (last number delivered, its message id if known).
+    progress: HashMap<i64, (i32, Option<u64>)>,
     ends: HashMap<i64, (TaskStatus, i32)>,
     command_errors: Vec<CommandError>,
     general_errors: Vec<GeneralError>,
@@ -69,10 +70,10 @@ impl Pending {
 
     /// Puts back what a failed flush took, under anything newer.
     fn restore(&mut self, old: Pending) {
-        for (id, k) in old.progress {
+        for (id, progress) in old.progress {
             if !self.ends.contains_key(&id) {
-                let entry = self.progress.entry(id).or_insert(k);
-                *entry = (*entry).max(k);
+                let entry = self.progress.entry(id).or_insert(progress);
+                *entry = (*entry).max(progress);
             }
         }
         for (id, end) in old.ends {
@@ -147,11 +148,11 @@ impl Journal {
             .expect("journal state poisoned")
     }
 
-    /// Number `k` of countdown `task_id` was delivered.
-    pub fn progress(&self, task_id: i64, k: u16) {
+    /// Number `k` of countdown `task_id` was delivered, as message `message_id`.
+    pub fn progress(&self, task_id: i64, k: u16, message_id: Option<u64>) {
         let mut pending = self.pending();
-        let entry = pending.progress.entry(task_id).or_insert(0);
-        *entry = (*entry).max(i32::from(k));
+        let entry = pending.progress.entry(task_id).or_insert((0, None));
+        *entry = (*entry).max((i32::from(k), message_id));
     }
 
     /// Countdown `task_id` ended with `status` after delivering `last_sent`.
@@ -182,30 +183,44 @@ impl Journal {
     /// Writes everything pending now. On failure it stays pending.
     pub async fn flush(&self) -> Result<(), StorageError> {
         let mut outage = self.inner.store.flushing.lock().await;
-        let batch = std::mem::take(&mut *self.pending());
+        let mut batch = std::mem::take(&mut *self.pending());
+        // The outage's row goes with the first write after it, written
+        // first: progress that made it to the database after an outage
+        // always has the outage's row beside it, even if the process dies
+        // right after.
+        let outage_row = outage.since.as_ref().map(|(since, first_error)| {
+            let lasted = round_to_ms((Utc::now() - *since).to_std().unwrap_or_default());
+            GeneralError {
+                context: "database",
+                error: format!(
+                    "database unavailable from {} for {}: {first_error}",
+                    since.to_rfc3339(),
+                    humantime::format_duration(lasted)
+                ),
+                at: Utc::now(),
+            }
+        });
+        if let Some(row) = &outage_row {
+            batch.general_errors.insert(0, row.clone());
+        }
         if batch.is_empty() {
             return Ok(());
         }
         match self.write(&batch).await {
             Ok(()) => {
-                if let Some((since, first_error)) = outage.since.take() {
+                if let Some((since, _)) = outage.since.take() {
                     let lasted = (Utc::now() - since).to_std().unwrap_or_default();
                     tracing::info!(
                         outage = %humantime::format_duration(round_to_ms(lasted)),
                         "database is back; pending progress written"
                     );
-                    self.general_error(
-                        "database",
-                        format!(
-                            "database unavailable from {} for {}: {first_error}",
-                            since.to_rfc3339(),
-                            humantime::format_duration(round_to_ms(lasted))
-                        ),
-                    );
                 }
                 Ok(())
             }
             Err(error) => {
+                if outage_row.is_some() {
+                    batch.general_errors.remove(0);
+                }
                 self.inner.metrics.db_errors.inc();
                 if outage.since.is_none() {
                     tracing::error!(%error, "cannot write to the database; keeping progress in memory and retrying");
@@ -221,6 +236,10 @@ impl Journal {
 
     async fn write(&self, batch: &Pending) -> Result<(), StorageError> {
         let client = self.inner.pool.get().await?;
+        if !batch.general_errors.is_empty() {
+            let written = tasks::insert_general_errors(&**client, &batch.general_errors).await;
+            self.unless_refused(written, "general_errors", batch.general_errors.len())?;
+        }
         if !batch.ends.is_empty() {
             let ids: Vec<i64> = batch.ends.keys().copied().collect();
             let statuses: Vec<&str> = ids.iter().map(|id| batch.ends[id].0.as_str()).collect();
@@ -228,16 +247,17 @@ impl Journal {
             tasks::write_ends(&client, self.inner.epoch, &ids, &statuses, &last).await?;
         }
         if !batch.progress.is_empty() {
-            let (ids, last): (Vec<i64>, Vec<i32>) = batch.progress.iter().unzip();
-            tasks::write_progress(&client, self.inner.epoch, &ids, &last).await?;
+            let ids: Vec<i64> = batch.progress.keys().copied().collect();
+            let last: Vec<i32> = ids.iter().map(|id| batch.progress[id].0).collect();
+            let messages: Vec<Option<i64>> = ids
+                .iter()
+                .map(|id| batch.progress[id].1.map(super::db_id))
+                .collect();
+            tasks::write_progress(&client, self.inner.epoch, &ids, &last, &messages).await?;
         }
         if !batch.command_errors.is_empty() {
             let written = tasks::insert_command_errors(&**client, &batch.command_errors).await;
             self.unless_refused(written, "command_errors", batch.command_errors.len())?;
-        }
-        if !batch.general_errors.is_empty() {
-            let written = tasks::insert_general_errors(&**client, &batch.general_errors).await;
-            self.unless_refused(written, "general_errors", batch.general_errors.len())?;
         }
         Ok(())
     }
@@ -307,7 +327,7 @@ mod tests {
         .unwrap();
         let journal = Journal::new(pool, Metrics::new().unwrap(), None);
         let term = journal.for_epoch(1);
-        term.progress(6, 4);
+        term.progress(6, 4, Some(60));
         term.end(7, TaskStatus::Stopped, 3);
         term.general_error("test", "something");
         assert!(term.flush().await.is_err());
@@ -317,7 +337,7 @@ mod tests {
         assert_eq!(next.inner.epoch, Some(2));
         {
             let pending = next.pending();
-            assert_eq!(pending.progress.get(&6), Some(&4));
+            assert_eq!(pending.progress.get(&6), Some(&(4, Some(60))));
             assert_eq!(pending.ends.get(&7), Some(&(TaskStatus::Stopped, 3)));
             assert_eq!(pending.general_errors.len(), 1);
         }

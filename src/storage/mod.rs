@@ -62,6 +62,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), StorageError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
         .await?;
+    // `IF NOT EXISTS` answers every existing table with a NOTICE, which the
+    // client logs: nine lines of noise at every start.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
     tx.batch_execute(SCHEMA).await?;
     tx.commit().await?;
     Ok(())

@@ -43,7 +43,11 @@ pub struct TaskRow {
     pub user_id: u64,
     pub target: u16,
     pub last_sent: u16,
+    /// The message of number `last_sent`, when known.
+    pub last_message_id: Option<u64>,
     pub created_at: DateTime<Utc>,
+    /// The last progress or status change.
+    pub updated_at: DateTime<Utc>,
 }
 
 impl TaskRow {
@@ -56,7 +60,11 @@ impl TaskRow {
             // The table's CHECKs keep both within 0..=9999.
             target: row.try_get::<_, i32>("target")?.clamp(0, 9999) as u16,
             last_sent: row.try_get::<_, i32>("last_sent")?.clamp(0, 9999) as u16,
+            last_message_id: row
+                .try_get::<_, Option<i64>>("last_message_id")?
+                .map(|m| m as u64),
             created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }
@@ -72,7 +80,8 @@ pub struct NewTask {
     pub source: &'static str,
 }
 
-const COLUMNS: &str = "id, channel_id, guild_id, user_id, target, last_sent, created_at";
+const COLUMNS: &str =
+    "id, channel_id, guild_id, user_id, target, last_sent, last_message_id, created_at, updated_at";
 
 /// Writes the row that admits a countdown. A countdown already `running` in
 /// the channel makes this [`StorageError::ChannelBusy`].
@@ -152,17 +161,21 @@ pub async fn write_progress(
     epoch: Option<i64>,
     ids: &[i64],
     last_sent: &[i32],
+    message_ids: &[Option<i64>],
 ) -> Result<(), tokio_postgres::Error> {
     let statement = client
         .prepare_cached(concat!(
-            "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), updated_at = now() \
-                 FROM unnest($1::bigint[], $2::int[]) AS p(id, k) \
+            "UPDATE tasks SET last_sent = GREATEST(tasks.last_sent, p.k), \
+                 last_message_id = CASE WHEN p.k >= tasks.last_sent \
+                     THEN COALESCE(p.m, tasks.last_message_id) ELSE tasks.last_message_id END, \
+                 updated_at = now() \
+                 FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS p(id, k, m) \
                  WHERE tasks.id = p.id AND tasks.status = 'running' AND ",
-            fenced!(3)
+            fenced!(4)
         ))
         .await?;
     client
-        .execute(&statement, &[&ids, &last_sent, &epoch])
+        .execute(&statement, &[&ids, &last_sent, &message_ids, &epoch])
         .await?;
     Ok(())
 }
