@@ -242,3 +242,67 @@ async fn a_database_that_is_down_gets_a_try_again_reply() {
     let msgs = wait_messages(&fake, ch, 3).await;
     assert_eq!(numbers(&msgs), one_to(2));
 }
+
+/// A countdown resumed after a kill -9 keeps the pace of a fresh one, with
+/// Discord's limits enforced and `latency_ms` on every answer. The channel's
+/// bucket at Discord still holds the requests of the process that died,
+/// which the new one does not know of: in fixed windows, a window opened by
+/// them is out of step with the schedule. At most one gap may be longer
+/// than a second (the schedule moving onto the window); no gap is short
+/// (no number bunched after a held one).
+async fn a_resumed_countdown_keeps_its_pace(model: fake_discord::BucketModel, latency_ms: u64) {
+    let fake = fake_discord::FakeDiscord::start(fake_discord::FakeConfig {
+        channel_model: model,
+        ..fake_discord::FakeConfig::default().with_discord_limits()
+    })
+    .await
+    .unwrap();
+    fake.set_latency(Duration::from_millis(latency_ms));
+    let db = TestDb::create().await;
+    let mut bot = Bot::start_ready(&fake, &db, &[]).await;
+    let ch = channel(&fake, 0, 5);
+
+    say(&fake, ch, &mention(&fake, "count to 24")).await;
+    wait_messages(&fake, ch, 7).await;
+    bot.kill9();
+    let killed = std::time::Instant::now();
+    let _bot = Bot::start_ready(&fake, &db, &[]).await;
+    let msgs = fake
+        .wait_for_messages_matching(ch, Duration::from_secs(40), |m| m.content == "24")
+        .await
+        .unwrap();
+    assert_eq!(numbers(&msgs), one_to(24), "each number once");
+    // The gaps between the numbers sent by the new process (a request of
+    // the old one may still land in the moment after the kill).
+    let resumed: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.at > killed + Duration::from_millis(500))
+        .cloned()
+        .collect();
+    let gaps = gaps_ms(&resumed);
+    eprintln!("{model:?}, {latency_ms} ms: gaps after the restart {gaps:?}");
+    let long = gaps.iter().filter(|g| **g > 1060).count();
+    assert!(
+        gaps.iter().all(|g| *g >= 940) && long <= 1 && gaps.iter().all(|g| *g <= 2000),
+        "{model:?}, {latency_ms} ms: gaps after the restart {gaps:?}, numbers {:?}",
+        resumed
+            .iter()
+            .map(|m| (m.content.as_str(), m.at_ms))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_countdown_keeps_its_pace_in_fixed_windows() {
+    a_resumed_countdown_keeps_its_pace(fake_discord::BucketModel::FixedWindow, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_countdown_keeps_its_pace_in_fixed_windows_without_latency() {
+    a_resumed_countdown_keeps_its_pace(fake_discord::BucketModel::FixedWindow, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_countdown_keeps_its_pace_in_leaky_buckets() {
+    a_resumed_countdown_keeps_its_pace(fake_discord::BucketModel::Leaky, 300).await;
+}

@@ -84,3 +84,20 @@ async fn without_its_database_the_bot_waits_is_not_ready_and_still_stops_cleanly
     assert!(bot.logs().contains("cannot prepare the database"));
     bot.assert_logs_clean();
 }
+
+/// Applying the schema to a database that has it already says nothing:
+/// PostgreSQL's "already exists, skipping" notices stay out of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_start_logs_no_schema_notices() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    for _ in 0..2 {
+        let mut bot = Bot::start_ready(&fake, &db, &[]).await;
+        let (exit, _) = bot.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+        assert!(exit.success(), "{exit:?}");
+        let logs = bot.logs();
+        assert!(logs.contains("database schema ready"), "{logs}");
+        assert_eq!(count_lines(&logs, "already exists"), 0, "{logs}");
+        assert_eq!(count_lines(&logs, "NOTICE"), 0, "{logs}");
+    }
+}

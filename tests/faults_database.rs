@@ -355,3 +355,51 @@ async fn wait_for_a_leader(bots: &[Bot; 2]) -> usize {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The outage's `general_errors` row survives a kill -9 right after the
+/// database is back: it is written with the first progress written after
+/// the outage, not by a later flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outage_row_survives_a_kill_9_right_after_the_database_is_back() {
+    let pg = PrivatePg::start();
+    let db = pg.create_db().await;
+    let fake = fake().await;
+    let mut bot = Bot::start_ready(&fake, &db, &[]).await;
+    let ch = channel(&fake, 0, 0);
+    say(&fake, ch, &mention(&fake, "count to 40")).await;
+    wait_messages(&fake, ch, 2).await;
+    db.wait_tasks("progress", |t| t.len() == 1 && t[0].1 >= 1)
+        .await;
+
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bot.log_count("cannot write to the database") == 0 {
+        assert!(Instant::now() < deadline, "no outage seen:\n{}", bot.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during = fake.messages(ch).len() as i32;
+    wait_messages(&fake, ch, during as usize + 2).await;
+    pg.start_again();
+    // Kill the moment the progress sent during the outage is in the database.
+    let client = db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = client
+            .query_one("SELECT last_sent FROM tasks", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i32>(0) >= during {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress:\n{}", bot.logs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bot.kill9();
+    let rows = general_errors(&db).await;
+    let outage: Vec<_> = rows.iter().filter(|g| g.0 == "database").collect();
+    assert_eq!(outage.len(), 1, "{rows:?}");
+    assert!(
+        outage[0].1.starts_with("database unavailable from"),
+        "{rows:?}"
+    );
+}

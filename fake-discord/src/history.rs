@@ -136,6 +136,7 @@ pub(crate) async fn list_messages(
         Err(body) => return bad_request(body),
     };
     let mut w = shared.world();
+    w.stats.history_lists += 1;
     if !shared.channel_exists(&w, channel_id) {
         return unknown_channel();
     }
@@ -145,7 +146,6 @@ pub(crate) async fn list_messages(
             &payloads::error_body(50001, "Missing Access"),
         );
     }
-    w.stats.history_lists += 1;
     let bucket = match w.limits.check_history(channel_id, now) {
         Ok(b) => b,
         Err(b) => {
@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn latest_is_the_newest_page_newest_first() {
         assert_eq!(select(&LOG, Anchor::Latest, 3), vec![60, 50, 40]);
-        assert_eq!(select(&LOG, Anchor::Latest, 100), vec![60, 50, 40, 30, 20, 10]);
+        assert_eq!(
+            select(&LOG, Anchor::Latest, 100),
+            vec![60, 50, 40, 30, 20, 10]
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub struct Stats {
     pub created: u64,
     /// POSTs answered with an existing message because of `enforce_nonce`.
     pub nonce_duplicates: u64,
-    /// `GET /channels/{id}/messages` answered (or refused by its bucket).
+    /// `GET /channels/{id}/messages` requests with a valid query.
     pub history_lists: u64,
     /// 429 answers served (injected and enforced, global and per channel).
     pub rate_limited: u64,

@@ -35,7 +35,7 @@ pub const FOLLOW_AT: Duration = Duration::from_millis(5);
 /// and it would hold every fifth number back by as much again, the next one
 /// bunched after it. Followed once, the windows open on the schedule.
 /// Shorter holds are arrival jitter at a window's edge (see [`FOLLOW_AT`]).
-pub const FOLLOW_ALONE: Duration = Duration::from_millis(100);
+pub const FOLLOW_ALONE: Duration = Duration::from_millis(50);
 pub const TICK: Duration = Duration::from_secs(1);
 /// An answer older than this is the earlier message of a repeated nonce
 /// (a new one is milliseconds old; clocks agree far better than this).
@@ -159,33 +159,34 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             Err(DeliveryError::Cancelled) => return cancelled(live),
             Err(DeliveryError::Failed(error)) => return Ended::Failed(error),
         };
-        // A resumed countdown re-sends the number it was not sure of; if
-        // Discord answers with the message it already had (nonce), the
-        // schedule goes on from when that one was really posted.
-        let earlier_post = answer
-            .age
-            .filter(|age| *age > DUPLICATE_AGE)
-            .and_then(|age| Instant::now().checked_sub(age));
-        let delivered = Instant::now();
+        // A resumed countdown re-sends the number it was not sure of;
+        // Discord may answer with the message it had already (nonce).
+        let resent = answer.age.is_some_and(|age| age > DUPLICATE_AGE);
         live.last_sent.store(k, Ordering::SeqCst);
         journal.progress(spec.task_id, k, answer.message_id);
         metrics.messages_sent.inc();
         metrics
             .tick_lateness
             .observe(sent_at.saturating_duration_since(due).as_secs_f64());
-        let late = delivered.saturating_duration_since(due);
-        let new_anchor = if let Some(posted) = earlier_post {
-            tracing::debug!(k, "number was already posted; continuing from its time");
-            Some(posted)
-        } else if k == first {
+        // When it left, not when the answer came: the answer's latency is
+        // no part of the channel's pace.
+        let late = sent_at.saturating_duration_since(due);
+        let new_anchor = if k == first || resent {
             // The first number of a run goes out when its channel and the
             // budget let it (a reply may hold the channel, a resume waits
             // its turn, commands arrive in a burst): the next ones follow
-            // one second after it, as the channel shows it. Kept on `due`,
-            // the rest came early against number 1 (bench scenario 2). Its
-            // slot, not the moment it left: every number leaves its slot
-            // a moment late (the timer's tick, the thread's wake-up), and
-            // counted from when number 1 left, each would be late twice.
+            // one second after it, as the channel shows it. Its slot, not
+            // the moment it left: every number leaves its slot a moment
+            // late (the timer's tick, the thread's wake-up), and counted
+            // from when it left, each would be late twice. A number Discord
+            // had already counts the same: its request took a place in the
+            // channel's bucket, and the next one a second after it keeps
+            // the countdown's pace (catching up on the old schedule would
+            // send two numbers at once, and the bucket would hold a later
+            // one back).
+            if resent {
+                tracing::debug!(k, "number was already posted; going on a second after it");
+            }
             Some(slot)
         } else if late > REANCHOR_AFTER {
             tracing::info!(
@@ -193,7 +194,7 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
                 late_ms = late.as_millis() as u64,
                 "message went out late; re-anchoring the schedule"
             );
-            Some(delivered)
+            Some(sent_at)
         } else {
             // The channel's window (Discord's, opened when the window's
             // first request *arrived*) held this number back, and the

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::channel_check::{snowflake_at, ResumeCheck};
 use super::delivery::{Delivery, RetryPolicy};
 use super::pacer::Pacer;
 use super::sink::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
-use super::channel_check::{snowflake_at, ResumeCheck};
 use super::*;
 use crate::metrics::Metrics;
 use crate::storage::Journal;
@@ -167,7 +167,10 @@ impl Harness {
 
     /// Resumes countdown `task_id` at `next`, due now, with a channel check.
     fn resume(&self, task_id: i64, channel_id: u64, next: u16, target: u16, after: u64) {
-        let reservation = self.scheduler.reserve_for_resume(channel_id, Some(1)).unwrap();
+        let reservation = self
+            .scheduler
+            .reserve_for_resume(channel_id, Some(1))
+            .unwrap();
         self.scheduler.start(
             reservation,
             CountdownSpec {
@@ -433,7 +436,7 @@ impl MessageSink for AlreadyPosted {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_resent_number_already_posted_keeps_the_original_pace() {
+async fn a_resent_number_already_posted_is_not_followed_by_a_burst() {
     let sink = Arc::new(AlreadyPosted {
         inner: Recorder::default(),
         age: Duration::from_millis(1500),
@@ -442,8 +445,9 @@ async fn a_resent_number_already_posted_keeps_the_original_pace() {
     let scheduler = scheduler(sink.clone(), 50, LIMITS, &Metrics::new().unwrap());
     let t0 = Instant::now();
     // Resumed at 3 (behind schedule, so due now); Discord already has 3,
-    // posted 1.5 s ago: 4 was due 0.5 s ago and goes at once, 5 at +0.5 s,
-    // on the original schedule, instead of 4 at +1 s and 5 at +2 s.
+    // posted 1.5 s ago. Its request counted in the channel's bucket like
+    // any other: 4 goes a second after it and 5 a second later, as in a
+    // fresh countdown, not 4 at once and 5 half a second later.
     let r = scheduler.reserve_for_resume(10, Some(1)).unwrap();
     scheduler.start(
         r,
@@ -469,7 +473,7 @@ async fn a_resent_number_already_posted_keeps_the_original_pace() {
         .iter()
         .map(|(t, _, _)| (*t - t0).as_millis())
         .collect();
-    assert_eq!(times, vec![0, 0, 500]);
+    assert_eq!(times, vec![0, 1000, 2000]);
 }
 
 /// Many `stop`s at once (gateway events are handled concurrently): one
@@ -660,7 +664,10 @@ async fn after_the_numbers_found_the_next_is_due_a_second_after_the_last() {
     let sent = h.send_times(10);
     assert_eq!(sent.len(), 1, "{sent:?}");
     // 700 ms, less the real time the test took between the two clocks.
-    assert!(sent[0].0 == 5 && (680..=700).contains(&sent[0].1), "{sent:?}");
+    assert!(
+        sent[0].0 == 5 && (680..=700).contains(&sent[0].1),
+        "{sent:?}"
+    );
 }
 
 /// Every number is in the channel already: the countdown ends as finished
