@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fake_discord::{BucketModel, FakeDiscord};
+use fake_discord::BucketModel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_to_5_posts_each_number_once_per_second() {
@@ -98,7 +98,7 @@ fn assert_on_schedule(msgs: &[fake_discord::PostedMessage], what: &str) {
 /// exactly full at one number a second (numbers 6 and 11 open new fixed
 /// windows), so every number must come on time and none be refused but
 /// as the bucket's shape allows.
-async fn count_at_the_channel_limit(model: BucketModel) -> FakeDiscord {
+async fn count_at_the_channel_limit(model: BucketModel) -> Fake {
     let fake = fake().await;
     fake.set_global_limit(Some(50));
     fake.set_channel_limit(Some((5, Duration::from_secs(5))));

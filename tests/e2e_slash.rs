@@ -448,12 +448,11 @@ async fn a_slash_countdown_resumed_after_kill_9_keeps_a_working_button() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_discord_refuses_as_late_is_logged_and_the_countdown_runs() {
     // A window of zero: every answer arrives "after 3 s".
-    let fake = FakeDiscord::start(fake_discord::FakeConfig {
+    let fake = fake_with(fake_discord::FakeConfig {
         interaction_window: Duration::ZERO,
         ..fake_discord::FakeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let db = TestDb::create().await;
     let bot = Bot::start_ready(&fake, &db, &[]).await;
     let ch = channel(&fake, 7, 0);

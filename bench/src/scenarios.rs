@@ -889,8 +889,16 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------- 5 resume
 
+/// Resumes 10,000 rows twice: last progress 30 s ago (the nonces still
+/// hold, every countdown re-sends its next number at once), then 2 minutes
+/// ago (past `RESUME_CHECK_AFTER`: every countdown first lists its channel,
+/// one request more each).
 pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
-    const S: &str = "5 resume";
+    resume_rows(ctx, "5 resume", 30.0).await?;
+    resume_rows(ctx, "5 resume, channel check", 120.0).await
+}
+
+async fn resume_rows(ctx: &mut Ctx, scenario: &'static str, idle_secs: f64) -> anyhow::Result<()> {
     let count: u64 = if ctx.quick { 1000 } else { 10_000 };
     let count = size_override("BENCH_RESUME_COUNT").unwrap_or(count);
     let fake = ctx
@@ -911,8 +919,8 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
             guild_id,
             target: 9999,
             last_sent: 5,
-            created_at: now - 120.0,
-            updated_at: now - 30.0,
+            created_at: now - 300.0,
+            updated_at: now - idle_secs,
         })
         .collect();
     db.insert_running(&rows).await?;
@@ -983,7 +991,7 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
     let times = sorted(first.values().map(|m| ms_between(m.at, ready)).collect());
     let all = *times.last().unwrap_or(&f64::NAN);
     ctx.info(
-        S,
+        scenario,
         "running rows at start",
         format!(
             "{count} (overdue; fake limits off, GLOBAL_RATE {})",
@@ -991,40 +999,53 @@ pub async fn resume(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     );
     ctx.info(
-        S,
+        scenario,
         "bot process start → READY",
         ms(ms_between(ready, spawned)),
     );
-    ctx.info(S, "READY → first next number", ms(times[0]));
-    ctx.info(S, "READY → half of them", ms(percentile(&times, 50.0)));
+    ctx.info(scenario, "READY → first next number", ms(times[0]));
+    ctx.info(
+        scenario,
+        "READY → half of them",
+        ms(percentile(&times, 50.0)),
+    );
     ctx.row(
-        S,
+        scenario,
         "READY → every countdown sent its next number",
         ms(all),
         "≤ 2000 ms",
         Some(all <= 2000.0),
     );
-    ctx.info(S, "bot peak RSS", mb(hwm));
+    ctx.info(scenario, "bot peak RSS", mb(hwm));
     let wall = load1.2 - load0.2;
-    ctx.info(S, "bot CPU (start to the last number)", pct(bot_cpu, wall));
     ctx.info(
-        S,
+        scenario,
+        "bot CPU (start to the last number)",
+        pct(bot_cpu, wall),
+    );
+    ctx.info(
+        scenario,
         "fake Discord + harness CPU (bench process)",
         pct(load1.1 - load0.1, wall),
     );
     ctx.info(
-        S,
+        scenario,
         "the rest of the machine (other processes) CPU",
         pct(
             (load1.0 - load0.0 - bot_cpu - (load1.1 - load0.1)).max(0.0),
             wall,
         ),
     );
-    ctx.info(S, "HTTP connections bot → fake", conns.to_string());
+    ctx.info(scenario, "HTTP connections bot → fake", conns.to_string());
     ctx.info(
-        S,
+        scenario,
         "TCP accept-queue overflows (system-wide)",
         (listen_overflows() - overflows).to_string(),
+    );
+    ctx.info(
+        scenario,
+        "channel listings (GET …/messages)",
+        fake.stats().history_lists.to_string(),
     );
     db.drop_db().await;
     Ok(())

@@ -391,7 +391,7 @@ fn update_message(w: &mut World, message_id: u64, data: &Value) {
             obj["content"] = Value::from(c);
         }
         if let Some(c) = components {
-            obj["components"] = c.clone();
+            obj["components"] = payloads::answered_components(c);
         }
     }
     w.update_posted(message_id, content, components);

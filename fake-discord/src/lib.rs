@@ -34,7 +34,7 @@ use axum::Router;
 pub use interactions::InteractionRef;
 pub use ratelimit::BucketModel;
 pub use state::{
-    Author, InteractionEdit, InteractionResponse, PostedMessage, RequestRecord, Stats,
+    Author, Exchange, InteractionEdit, InteractionResponse, PostedMessage, RequestRecord, Stats,
 };
 
 use state::Shared;
@@ -70,6 +70,10 @@ pub struct FakeConfig {
     /// Dispatch MESSAGE_CREATE for the bot's own messages, as Discord does
     /// (default true).
     pub echo_own_messages: bool,
+    /// Keep every REST exchange's JSON bodies (request and answer), for
+    /// tests that hold them against Discord's published schemas (default
+    /// false: the benchmarks post hundreds of thousands of messages).
+    pub record_exchanges: bool,
     /// How long an interaction may wait for its callback before the fake
     /// answers 404 Unknown interaction (10062), as Discord does after 3 s.
     pub interaction_window: Duration,
@@ -99,6 +103,7 @@ impl Default for FakeConfig {
             nonce_ttl: Duration::from_secs(300),
             privileged_intents: 0,
             echo_own_messages: true,
+            record_exchanges: false,
             interaction_window: Duration::from_secs(3),
             history_capacity: 0,
         }
@@ -484,6 +489,12 @@ impl FakeDiscord {
     /// Every `/api` request, in order of completion.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared().world().requests.clone()
+    }
+
+    /// Every REST exchange with its JSON bodies, when
+    /// [`FakeConfig::record_exchanges`] is on.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.shared().world().exchanges.clone()
     }
 
     /// When the fake started (the zero of every `at_ms`).

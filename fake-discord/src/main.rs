@@ -1,4 +1,4 @@
-//! `fake-discord --addr 127.0.0.1:PORT [--discord-limits] [--fixed-windows]`: runs the fake
+//! `fake-discord --addr 127.0.0.1:PORT [--discord-limits] [--fixed-windows] [--nonce-window SECS]`: runs the fake
 //! until SIGINT/SIGTERM. Prints the base URL as the first line of stdout;
 //! logs (tracing, `RUST_LOG`, default `info`) go to stderr. Drive it with
 //! the `/_test` control API.
@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use fake_discord::{BucketModel, FakeConfig, FakeDiscord};
 
-const USAGE: &str = "usage: fake-discord [--addr HOST:PORT] [--discord-limits] [--fixed-windows]\n\
+const USAGE: &str = "usage: fake-discord [--addr HOST:PORT] [--discord-limits] [--fixed-windows] [--nonce-window SECS]\n\
   --addr HOST:PORT    where to listen (default 127.0.0.1:0, an ephemeral port)\n\
   --discord-limits    enforce 50 requests/s globally and 5 messages per 5 s per channel\n\
   --fixed-windows     channel buckets as fixed windows opening at their first request\n\
-                      (Discord before 2022) instead of leaky buckets (Discord now)";
+                      (Discord before 2022) instead of leaky buckets (Discord now)\n\
+  --nonce-window SECS how long an enforced nonce deduplicates (default 300)";
 
 fn parse_args() -> anyhow::Result<FakeConfig> {
     let mut config = FakeConfig::default();
@@ -34,6 +35,15 @@ fn parse_args() -> anyhow::Result<FakeConfig> {
             }
             "--discord-limits" => config = config.with_discord_limits(),
             "--fixed-windows" => config.channel_model = BucketModel::FixedWindow,
+            "--nonce-window" => {
+                let v = args.next().context("--nonce-window needs a value")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .with_context(|| format!("--nonce-window: not a number of seconds: {v}"))?;
+                config.nonce_ttl = std::time::Duration::from_secs_f64(secs);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);

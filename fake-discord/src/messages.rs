@@ -66,10 +66,13 @@ pub(crate) fn rate_limited_on(
     bucket: Option<BucketState>,
 ) -> Response {
     let retry_after = (retry_after * 1000.0).round() / 1000.0;
+    // Discord's error objects carry a `code` (its published schema requires
+    // it; 0 is the general one).
     let body = json!({
         "message": "You are being rate limited.",
         "retry_after": retry_after,
         "global": global,
+        "code": 0,
     });
     let mut resp = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
     set_header(

@@ -160,6 +160,7 @@ pub(crate) fn application(app_id: u64, bot_id: u64, guild_count: usize) -> Value
         "bot_require_code_grant": false,
         "verify_key": "5f3a2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a39",
         "flags": 0,
+        "flags_new": "0",
         "team": null,
         "owner": user(GUILD_OWNER_ID, "owner", false),
         "bot": current_user(bot_id),
@@ -170,6 +171,9 @@ pub(crate) fn application(app_id: u64, bot_id: u64, guild_count: usize) -> Value
         "role_connections_verification_url": null,
         "approximate_guild_count": guild_count,
         "approximate_user_install_count": 0,
+        "approximate_user_authorization_count": 0,
+        "explicit_content_filter": 0,
+        "eligible_oauth2_scopes": [],
         "integration_types_config": { "0": {} },
         "is_monetized": false,
         "is_verified": false,
@@ -412,7 +416,7 @@ pub(crate) fn message(m: MessageView) -> Value {
         "mention_roles": [],
         "attachments": [],
         "embeds": [],
-        "components": m.components,
+        "components": answered_components(&m.components),
         "pinned": false,
         "flags": m.flags,
     });
@@ -462,6 +466,32 @@ pub(crate) fn mentions_everyone(content: &str) -> bool {
 /// A Discord JSON error body.
 pub(crate) fn error_body(code: u32, message: &str) -> Value {
     json!({ "message": message, "code": code })
+}
+
+/// Components as Discord answers them: every component carries a numeric
+/// `id`, numbered from 1 in document order where the request gave none.
+pub(crate) fn answered_components(components: &Value) -> Value {
+    fn number(v: &mut Value, next: &mut u64) {
+        match v {
+            Value::Array(items) => items.iter_mut().for_each(|i| number(i, next)),
+            Value::Object(obj) => {
+                if obj.contains_key("type") {
+                    let id = obj.entry("id").or_insert(Value::Null);
+                    if id.is_null() {
+                        *id = Value::from(*next);
+                    }
+                    *next += 1;
+                }
+                if let Some(children) = obj.get_mut("components") {
+                    number(children, next);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut answered = components.clone();
+    number(&mut answered, &mut 1);
+    answered
 }
 
 /// Discord's "Invalid Form Body" (50035) with one field error.

@@ -26,7 +26,7 @@ use crate::commands::{
 };
 use crate::messages::{is_message_post, post_message, rate_limited_response};
 use crate::payloads;
-use crate::state::{RequestRecord, Shared};
+use crate::state::{Exchange, RequestRecord, Shared};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
@@ -147,6 +147,39 @@ pub(crate) fn parse_json(body: &Bytes) -> Result<Value, Reject> {
 // ------------------------------------------------------------- middleware
 
 async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if !shared.record_exchanges {
+        return answer(shared, req, next).await;
+    }
+    let method = req.method().to_string();
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let request = serde_json::from_slice::<Value>(&bytes).ok();
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let resp = answer(shared.clone(), req, next).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    shared.world().exchanges.push(Exchange {
+        method,
+        path: path.strip_prefix("/api/v10").unwrap_or(&path).to_string(),
+        request,
+        status: parts.status.as_u16(),
+        response: serde_json::from_slice::<Value>(&bytes).ok(),
+    });
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// What [`api_layer`] does for every request: authorisation, the global
+/// limit, the route, the latency, the record.
+async fn answer(shared: Arc<Shared>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let method = req.method().clone();
     let path = req

@@ -142,6 +142,17 @@ pub struct RequestRecord {
     pub at_ms: u64,
 }
 
+/// One REST exchange with its JSON bodies (see `FakeConfig::record_exchanges`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Exchange {
+    pub method: String,
+    /// The path without `/api/v10` and without the query.
+    pub path: String,
+    pub request: Option<Value>,
+    pub status: u16,
+    pub response: Option<Value>,
+}
+
 /// A fault armed for the next message POSTs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Fault {
@@ -204,6 +215,7 @@ pub(crate) struct World {
     pub history_denied: HashSet<u64>,
     pub stats: Stats,
     pub requests: Vec<RequestRecord>,
+    pub exchanges: Vec<Exchange>,
     pub faults: Faults,
     pub limits: Limits,
     pub gw: GatewayState,
@@ -394,6 +406,7 @@ pub(crate) struct Shared {
     pub nonce_ttl: Duration,
     pub privileged_intents: u64,
     pub echo_own_messages: bool,
+    pub record_exchanges: bool,
     pub addr: SocketAddr,
     pub started: Instant,
     /// When the bot "joined" every guild.
@@ -424,6 +437,7 @@ impl Shared {
             nonce_ttl: config.nonce_ttl,
             privileged_intents: config.privileged_intents,
             echo_own_messages: config.echo_own_messages,
+            record_exchanges: config.record_exchanges,
             addr,
             started: Instant::now(),
             joined_at: payloads::timestamp(joined),
@@ -441,6 +455,7 @@ impl Shared {
                 history_denied: HashSet::new(),
                 stats: Stats::default(),
                 requests: Vec::with_capacity(config.history_capacity),
+                exchanges: Vec::new(),
                 faults: Faults::default(),
                 limits: Limits::new(
                     config.global_limit,

@@ -258,7 +258,7 @@ async fn injected_rate_limits_and_failures() {
     assert!(r.headers().get("x-ratelimit-global").is_none());
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!({ "message": "You are being rate limited.", "retry_after": 0.532, "global": false })
+        json!({ "message": "You are being rate limited.", "retry_after": 0.532, "global": false, "code": 0 })
     );
 
     api.fake.rate_limit_next(1, 2.5, true);
