@@ -1,9 +1,15 @@
 #!/bin/sh
 # Entrypoint of the stack's pgAdmin: registers the stack's PostgreSQL (service
-# `db`) from config.env's POSTGRES_* variables, then runs pgAdmin's own
-# /entrypoint.sh. Nothing here holds a credential: the server definition
-# (servers.json) and the password file (pgpass) are written from the
-# environment at every start.
+# `db`) for the superuser POSTGRES_ADMIN_USER, then runs pgAdmin's own
+# /entrypoint.sh. Every value comes from the files the setup service wrote
+# for pgAdmin alone (docker/setup.sh), mounted at /run/countdown; nothing
+# here holds a credential, and none is in the container's environment
+# (`docker inspect`): pgAdmin's login is exported to its own process only.
+#
+#   email, password          pgAdmin's login (PGADMIN_DEFAULT_EMAIL /
+#                            PGADMIN_DEFAULT_PASSWORD of config.env)
+#   postgres_admin_user, postgres_admin_password, postgres_db
+#                            the server registered
 #
 # - servers.json: pgAdmin imports it once, when its settings database is
 #   created (first start on an empty pgadmin-data volume), for the login
@@ -14,19 +20,30 @@
 #   every start.
 set -eu
 
-: "${POSTGRES_DB:?POSTGRES_DB is not set (config.env)}"
-: "${POSTGRES_USER:?POSTGRES_USER is not set (config.env)}"
-: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set (config.env)}"
-: "${PGADMIN_DEFAULT_EMAIL:?PGADMIN_DEFAULT_EMAIL is not set (config.env)}"
+secrets=${COUNTDOWN_SECRETS_DIR:-/run/countdown}
+read_secret() {
+  if [ ! -r "$secrets/$1" ]; then
+    echo "register-db: $secrets/$1 is missing: the setup service writes it (docker compose logs setup)" >&2
+    exit 1
+  fi
+  cat "$secrets/$1"
+}
+
+db_name=$(read_secret postgres_db)
+db_user=$(read_secret postgres_admin_user)
+db_password=$(read_secret postgres_admin_password)
+PGADMIN_DEFAULT_EMAIL=$(read_secret email)
+PGADMIN_DEFAULT_PASSWORD=$(read_secret password)
+export PGADMIN_DEFAULT_EMAIL PGADMIN_DEFAULT_PASSWORD
 
 db_host=${COUNTDOWN_DB_HOST:-db}
 db_port=${COUNTDOWN_DB_PORT:-5432}
 storage_root=${PGADMIN_STORAGE_DIR:-/var/lib/pgadmin/storage}
 servers_json=${PGADMIN_SERVER_JSON_FILE:-/tmp/countdown-servers.json}
 
-case "$POSTGRES_DB$POSTGRES_USER" in
+case "$db_name$db_user" in
   *'"'* | *\\*)
-    echo "register-db: POSTGRES_DB and POSTGRES_USER must not contain \" or \\" >&2
+    echo "register-db: POSTGRES_DB and POSTGRES_ADMIN_USER must not contain \" or \\" >&2
     exit 1
     ;;
 esac
@@ -42,8 +59,8 @@ storage="$storage_root/$user_dir"
 umask 077
 mkdir -p "$storage"
 # pgpass: host:port:database:user:password, with \ and : escaped.
-password=$(printf '%s' "$POSTGRES_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
-printf '%s:%s:*:%s:%s\n' "$db_host" "$db_port" "$POSTGRES_USER" "$password" > "$storage/.pgpass"
+password=$(printf '%s' "$db_password" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
+printf '%s:%s:*:%s:%s\n' "$db_host" "$db_port" "$db_user" "$password" > "$storage/.pgpass"
 chmod 600 "$storage/.pgpass"
 
 cat > "$servers_json" <<EOF
@@ -54,14 +71,14 @@ cat > "$servers_json" <<EOF
       "Group": "Servers",
       "Host": "$db_host",
       "Port": $db_port,
-      "MaintenanceDB": "$POSTGRES_DB",
-      "Username": "$POSTGRES_USER",
+      "MaintenanceDB": "$db_name",
+      "Username": "$db_user",
       "ConnectionParameters": {
         "sslmode": "prefer",
         "connect_timeout": 10,
         "passfile": "/.pgpass"
       },
-      "Comment": "The countdown bot's database (service db of docker-compose.yaml)."
+      "Comment": "The countdown bot's database (service db of docker-compose.yaml), as the superuser POSTGRES_ADMIN_USER."
     }
   }
 }

@@ -1,0 +1,250 @@
+#!/bin/sh
+# The stack's `setup` service (docker-compose.yaml): hands each service its
+# own credentials from config.env, and nobody else's.
+#
+# config.env is the one file a self-hoster edits. No service gets it whole:
+# this one-shot container (no network, runs before every other service and
+# exits) reads it, checks what would make a service fail later, and writes
+# into one volume per service only the values that service needs, each file
+# mode 0400 and owned by the uid that service runs as:
+#
+#   bot/config.env            the bot's own variables (DISCORD_*, POSTGRES_DB,
+#                             POSTGRES_USER, POSTGRES_PASSWORD, limits, logs),
+#                             read by the bot from its working directory
+#   db/                       postgres_admin_user, postgres_admin_password,
+#                             postgres_db, bot_user, bot_password,
+#                             monitor_user, monitor_password (the init script
+#                             docker/db-init-roles.sh creates the roles)
+#   pgadmin/                  email, password (pgAdmin's login);
+#                             postgres_admin_user, postgres_admin_password,
+#                             postgres_db (the server it registers)
+#   grafana/                  admin_user, admin_password
+#   alertmanager/             discord_webhook_url (empty: no Discord)
+#   postgres-exporter/        user, password (the read-only monitoring role)
+#
+# It runs at every `docker compose up`, so the files follow config.env; a
+# running service reads them when it starts (`docker compose up -d
+# --force-recreate` after an edit). Database passwords are set in PostgreSQL
+# once, on an empty volume (docs/alerts.md, "Roles and secrets").
+#
+# Fails (exit 1, one line per problem) on what would make a service fail or
+# restart forever: an empty password, an e-mail address pgAdmin refuses, a
+# role or database name that is not a plain identifier.
+#
+# Environment (set by docker-compose.yaml; the defaults are the images' uids):
+#   SETUP_CONFIG        config.env (/countdown/config.env)
+#   SETUP_OUT           where the volumes are mounted, one directory per
+#                       service (/secrets)
+#   SETUP_UID_<SERVICE> owner of that service's files: BOT 10001, DB 999,
+#                       PGADMIN 5050, GRAFANA 472, ALERTMANAGER 65534,
+#                       POSTGRES_EXPORTER 65534
+set -eu
+
+config=${SETUP_CONFIG:-/countdown/config.env}
+out=${SETUP_OUT:-/secrets}
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+failed=0
+problem() { say "$*"; failed=1; }
+
+if [ -d "$config" ]; then
+  say "$config is a directory, not config.env: run \`cp config.env.example config.env\` beside docker-compose.yaml (and remove the directory Docker made)"
+  exit 1
+fi
+if [ ! -r "$config" ]; then
+  say "cannot read $config: run \`cp config.env.example config.env\` beside docker-compose.yaml"
+  exit 1
+fi
+
+# The names config.env may set, by who reads them. The bot gets its lines
+# verbatim (it parses config.env itself); the others get single values.
+bot_names="DISCORD_TOKEN DISCORD_API_URL DISCORD_HTTP_TIMEOUT DISCORD_GUILD_ID STOP_POLICY
+POSTGRES_DB POSTGRES_USER POSTGRES_PASSWORD MAX_ACTIVE MAX_ACTIVE_PER_GUILD GLOBAL_RATE
+RESUME_MAX_AGE RUST_LOG LOG_FORMAT"
+# Set by docker-compose.yaml for the bot, or not used in the stack.
+stack_names="POSTGRES_HOST POSTGRES_PORT METRICS_ADDR DATABASE_URL"
+other_names="POSTGRES_ADMIN_USER POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_USER POSTGRES_MONITOR_PASSWORD
+PGADMIN_DEFAULT_EMAIL PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_USER GF_SECURITY_ADMIN_PASSWORD
+ALERT_DISCORD_WEBHOOK_URL"
+
+# `NAME=value` lines; comments and blank lines skipped. CR of a CRLF file
+# dropped.
+lines=$(sed -e 's/\r$//' "$config" | grep -E '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' || true)
+
+# The value of NAME (the last line setting it), without surrounding blanks
+# or one pair of surrounding quotes; $2 when NAME is not set at all.
+value() {
+  line=$(printf '%s\n' "$lines" | grep -E "^[[:space:]]*$1=" | tail -n 1)
+  if [ -z "$line" ]; then
+    printf '%s' "${2-}"
+    return
+  fi
+  v=${line#*=}
+  v=$(printf '%s' "$v" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
+  case $v in
+    \"*\") v=${v#\"}; v=${v%\"} ;;
+    \'*\') v=${v#\'}; v=${v%\'} ;;
+  esac
+  printf '%s' "$v"
+}
+
+contains() { # contains WORD LIST
+  for w in $2; do [ "$w" = "$1" ] && return 0; done
+  return 1
+}
+
+# Names nobody reads: a typo, or a variable of a newer version of the bot that
+# this script does not hand over yet.
+for name in $(printf '%s\n' "$lines" | sed -e 's/^[[:space:]]*//' -e 's/=.*//' | sort -u); do
+  contains "$name" "$bot_names $stack_names $other_names" ||
+    say "warning: config.env sets $name, which no service of the stack reads; ignored"
+done
+if [ -n "$(value DATABASE_URL)" ]; then
+  say "warning: DATABASE_URL is ignored in the stack: the bot connects to the service db as POSTGRES_USER"
+fi
+
+db_name=$(value POSTGRES_DB countdown)
+bot_user=$(value POSTGRES_USER countdown)
+bot_password=$(value POSTGRES_PASSWORD)
+admin_user=$(value POSTGRES_ADMIN_USER postgres)
+admin_password=$(value POSTGRES_ADMIN_PASSWORD)
+monitor_user=$(value POSTGRES_MONITOR_USER countdown_monitor)
+monitor_password=$(value POSTGRES_MONITOR_PASSWORD)
+pgadmin_email=$(value PGADMIN_DEFAULT_EMAIL)
+pgadmin_password=$(value PGADMIN_DEFAULT_PASSWORD)
+grafana_user=$(value GF_SECURITY_ADMIN_USER admin)
+grafana_password=$(value GF_SECURITY_ADMIN_PASSWORD)
+webhook_url=$(value ALERT_DISCORD_WEBHOOK_URL)
+
+# --- checks --------------------------------------------------------------------
+for pair in "POSTGRES_DB:$db_name" "POSTGRES_USER:$bot_user" \
+  "POSTGRES_ADMIN_USER:$admin_user" "POSTGRES_MONITOR_USER:$monitor_user"; do
+  name=${pair%%:*} v=${pair#*:}
+  if ! printf '%s' "$v" | grep -Eqx '[a-z_][a-z0-9_]{0,62}'; then
+    problem "$name=$v must be a plain PostgreSQL name (a-z, 0-9, _; not starting with a digit)"
+  fi
+done
+if [ "$bot_user" = "$admin_user" ] || [ "$bot_user" = "$monitor_user" ] || [ "$admin_user" = "$monitor_user" ]; then
+  problem "POSTGRES_USER ($bot_user), POSTGRES_ADMIN_USER ($admin_user) and POSTGRES_MONITOR_USER ($monitor_user) must be three different roles"
+fi
+for name in POSTGRES_PASSWORD POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_PASSWORD \
+  PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_PASSWORD; do
+  v=$(value "$name")
+  if [ -z "$v" ]; then
+    problem "$name is empty in config.env"
+  else
+    case $v in
+      change-me*) say "warning: $name is still the value of config.env.example; change it before the first start" ;;
+    esac
+  fi
+done
+[ -n "$grafana_user" ] || problem "GF_SECURITY_ADMIN_USER is empty in config.env"
+
+# pgAdmin refuses a login e-mail its validator (email_validator, deliverability
+# not checked) finds invalid, and then restarts forever. What it refuses in
+# practice: no domain with a dot (admin@localhost), a special-use domain
+# (.localhost, .local, .test, .invalid, .onion, .arpa), or no address at all.
+email_ok() {
+  e=$1
+  case $e in
+    '' | *[[:space:]]* | *@*@* | @* | *@) return 1 ;;
+    *@*) ;;
+    *) return 1 ;;
+  esac
+  # Characters an unquoted address never has.
+  if printf '%s' "$e" | grep -q '[]["()<>;:,\\]'; then return 1; fi
+  domain=$(printf '%s' "${e#*@}" | tr 'A-Z' 'a-z')
+  case $domain in
+    *.*) ;;
+    *) return 1 ;;
+  esac
+  case $domain in
+    .* | *. | *..* | -* | *.-* | *-.* | *- ) return 1 ;;
+  esac
+  case ${domain##*.} in
+    localhost | local | test | invalid | onion | arpa) return 1 ;;
+    *[!0-9]*) ;;
+    *) return 1 ;; # an all-digit top-level domain (an IP address)
+  esac
+  return 0
+}
+if ! email_ok "$pgadmin_email"; then
+  problem "PGADMIN_DEFAULT_EMAIL='$pgadmin_email' is not an address pgAdmin accepts (it needs a domain with a dot that is not a reserved name such as localhost, local or test, e.g. admin@example.com); pgAdmin would refuse it and restart forever"
+fi
+
+case $webhook_url in
+  '') say "ALERT_DISCORD_WEBHOOK_URL is empty: alerts show in Prometheus, Grafana and Alertmanager, and go to no Discord channel" ;;
+  https://*) ;;
+  *) say "warning: ALERT_DISCORD_WEBHOOK_URL does not start with https:// (a Discord webhook URL looks like https://discord.com/api/webhooks/<id>/<token>); Alertmanager will not use it" ;;
+esac
+
+if [ "$failed" -ne 0 ]; then
+  say "config.env has the problems above; nothing written, no service started"
+  exit 1
+fi
+
+# --- files -----------------------------------------------------------------------
+umask 077
+
+# put SERVICE NAME CONTENT: writes $out/SERVICE/NAME, mode 0400, owned by the
+# service's uid, replacing the old file at once (rename).
+put() {
+  dir=$out/$1
+  var=SETUP_UID_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')
+  eval "owner=\${$var:-}"
+  [ -n "$owner" ] || { say "internal: no $var"; exit 1; }
+  [ -d "$dir" ] || { say "$dir is missing (a volume of docker-compose.yaml)"; exit 1; }
+  chmod 0711 "$dir"
+  tmp=$(mktemp "$dir/.$2.XXXXXX")
+  printf '%s' "$3" > "$tmp"
+  chmod 0400 "$tmp"
+  if [ "${SETUP_NO_CHOWN:-}" != 1 ]; then chown "$owner" "$tmp"; fi
+  mv -f "$tmp" "$dir/$2"
+}
+
+: "${SETUP_UID_BOT:=10001}" "${SETUP_UID_DB:=999}" "${SETUP_UID_PGADMIN:=5050}"
+: "${SETUP_UID_GRAFANA:=472}" "${SETUP_UID_ALERTMANAGER:=65534}" "${SETUP_UID_POSTGRES_EXPORTER:=65534}"
+
+# The bot: its own lines of config.env, as written (it parses them itself);
+# POSTGRES_DB and POSTGRES_USER with their defaults when unset.
+bot_env=$(printf '%s\n' "$lines" | while IFS= read -r line; do
+  name=$(printf '%s' "$line" | sed -e 's/^[[:space:]]*//' -e 's/=.*//')
+  case $name in
+    POSTGRES_DB | POSTGRES_USER) ;; # written below, with their defaults
+    *) if contains "$name" "$bot_names"; then printf '%s\n' "$line"; fi ;;
+  esac
+done)
+bot_env="# Written by the setup service (docker/setup.sh) from config.env: the bot's
+# variables only. Edit config.env, not this file.
+$bot_env
+POSTGRES_DB=$db_name
+POSTGRES_USER=$bot_user
+"
+put bot config.env "$bot_env"
+
+put db postgres_admin_user "$admin_user"
+put db postgres_admin_password "$admin_password"
+put db postgres_db "$db_name"
+put db bot_user "$bot_user"
+put db bot_password "$bot_password"
+put db monitor_user "$monitor_user"
+put db monitor_password "$monitor_password"
+
+put pgadmin email "$pgadmin_email"
+put pgadmin password "$pgadmin_password"
+put pgadmin postgres_admin_user "$admin_user"
+put pgadmin postgres_admin_password "$admin_password"
+put pgadmin postgres_db "$db_name"
+
+put grafana admin_user "$grafana_user"
+put grafana admin_password "$grafana_password"
+
+case $webhook_url in
+  https://*) put alertmanager discord_webhook_url "$webhook_url" ;;
+  *) put alertmanager discord_webhook_url "" ;;
+esac
+
+put postgres-exporter user "$monitor_user"
+put postgres-exporter password "$monitor_password"
+
+say "credentials written for bot, db, pgadmin, grafana, alertmanager and postgres-exporter"
