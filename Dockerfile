@@ -1,14 +1,14 @@
-# The countdown bot as a small image: `docker-compose up -d --build` builds it.
+# The countdown bot as a small image: `docker compose up -d --build` builds it.
 #
 # The dependencies compile in a layer of their own, from the workspace's
 # manifests, Cargo.lock and stub targets only (docker/cargo-skeleton.sh), so
 # that layer stays cached until a manifest or the lock file changes; then the
 # bot compiles from its sources; the runtime stage is Debian slim with the
 # binary, running as an unprivileged user. No token or configuration is in
-# the image: compose passes config.env as the environment.
+# the image (see the WORKDIR below for where it comes from in the stack).
 #
-# Plain Dockerfile syntax (no BuildKit-only features), so docker-compose 1.x's
-# classic builder and BuildKit both build it.
+# Plain Dockerfile syntax (no BuildKit-only features), so BuildKit and the
+# classic builder both build it.
 
 # The toolchain CI uses; the locked dependencies need 1.88 or newer.
 ARG RUST_VERSION=1.95
@@ -53,8 +53,11 @@ RUN apt-get update \
     && mkdir /app
 COPY --from=build /usr/local/bin/countdown /usr/local/bin/countdown
 
-# The bot reads config.env from its working directory when there is one; in
-# the stack the environment comes from compose's env_file instead.
+# The bot reads config.env from its working directory when there is one. In
+# the stack, docker-compose.yaml sets the working directory to /run/countdown,
+# where the setup service (docker/setup.sh) writes a config.env of the bot's
+# own variables, and sets POSTGRES_HOST, POSTGRES_PORT and METRICS_ADDR in the
+# environment; no service gets the user's config.env whole.
 WORKDIR /app
 USER 10001:10001
 
