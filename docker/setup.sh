@@ -179,7 +179,7 @@ case $webhook_url in
 esac
 
 if [ "$failed" -ne 0 ]; then
-  say "config.env has the problems above; nothing written, no service started"
+  say "config.env has the problems above; nothing written, no service that needs a credential starts"
   exit 1
 fi
 
