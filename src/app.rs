@@ -39,6 +39,10 @@ const SEND_GRACE: Duration = Duration::from_secs(3);
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics.rate_budget.set(i64::from(settings.global_rate));
+    metrics.max_active.set(settings.max_active as i64);
+    metrics
+        .max_active_per_guild
+        .set(settings.max_active_per_guild as i64);
     let pool = storage::pool(&settings.database)?;
     let readiness = Readiness::new(pool.clone(), metrics.clone());
 
@@ -140,6 +144,14 @@ async fn run_term(
     let journal = journal.for_epoch(term.epoch);
     let journal_stop = CancellationToken::new();
     let journal_task = tokio::spawn(journal.clone().run(JOURNAL_INTERVAL, journal_stop.clone()));
+
+    // The leader deletes what has aged past RETENTION; one instance is enough.
+    tokio::spawn(storage::retention::run(
+        pool.clone(),
+        metrics.clone(),
+        settings.retention,
+        stop_sending.child_token(),
+    ));
 
     let reqwest = discord::client::reqwest_client(settings.http_timeout)
         .context("cannot build the HTTP client")?;

@@ -29,6 +29,9 @@ pub struct Settings {
     /// than this reads its channel before sending (its nonces may have
     /// expired at Discord); `0` checks at every resume.
     pub resume_check_after: Duration,
+    /// `RETENTION`: ended countdowns and error rows older than this are
+    /// deleted; `0` keeps everything.
+    pub retention: Duration,
     /// Timeout of one HTTP request to Discord (serenity's default has none).
     pub http_timeout: Duration,
     pub log_format: LogFormat,
@@ -115,7 +118,22 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
 
-        let discord_token = get("DISCORD_TOKEN").ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
+        // A secret comes from `NAME`, or from the file `NAME_FILE` names (a
+        // Docker or Kubernetes secret mounted as a file), never from both.
+        let secret = |var: &'static str, file_var: &'static str| match (get(var), get(file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                file_var,
+                format!("set together with {var}; set one of them"),
+            )),
+            (Some(value), None) => Ok(Some(value)),
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map(|text| Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+                .map_err(|e| ConfigError::invalid(file_var, format!("cannot read {path}: {e}"))),
+            (None, None) => Ok(None),
+        };
+
+        let discord_token = secret("DISCORD_TOKEN", "DISCORD_TOKEN_FILE")?
+            .ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
         if discord_token
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
@@ -126,14 +144,16 @@ impl Settings {
             ));
         }
 
-        let database = match get("DATABASE_URL") {
+        let database = match secret("DATABASE_URL", "DATABASE_URL_FILE")? {
             Some(url) => DatabaseSettings::Url(SecretString::from(url)),
             None => DatabaseSettings::Split {
                 host: get("POSTGRES_HOST").ok_or(ConfigError::Missing("DATABASE_URL"))?,
                 port: parse_or("POSTGRES_PORT", get("POSTGRES_PORT"), 5432)?,
                 dbname: get("POSTGRES_DB").ok_or(ConfigError::Missing("POSTGRES_DB"))?,
                 user: get("POSTGRES_USER").ok_or(ConfigError::Missing("POSTGRES_USER"))?,
-                password: SecretString::from(get("POSTGRES_PASSWORD").unwrap_or_default()),
+                password: SecretString::from(
+                    secret("POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE")?.unwrap_or_default(),
+                ),
             },
         };
         database.pg_config()?;
@@ -173,6 +193,7 @@ impl Settings {
         let resume_max_age = duration_or("RESUME_MAX_AGE", get("RESUME_MAX_AGE"), "1h")?;
         let resume_check_after =
             duration_or("RESUME_CHECK_AFTER", get("RESUME_CHECK_AFTER"), "60s")?;
+        let retention = duration_or("RETENTION", get("RETENTION"), "90d")?;
         let http_timeout = duration_or("DISCORD_HTTP_TIMEOUT", get("DISCORD_HTTP_TIMEOUT"), "10s")?;
         if http_timeout.is_zero() {
             return Err(ConfigError::invalid(
@@ -222,6 +243,7 @@ impl Settings {
             global_rate,
             resume_max_age,
             resume_check_after,
+            retention,
             http_timeout,
             log_format,
             stop_policy,
@@ -287,6 +309,7 @@ mod tests {
         assert_eq!(s.global_rate, 50);
         assert_eq!(s.resume_max_age, Duration::from_secs(3600));
         assert_eq!(s.resume_check_after, Duration::from_secs(60));
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.discord_api_url.is_none());
         assert_eq!(s.stop_policy, StopPolicy::Anyone);
@@ -370,5 +393,62 @@ mod tests {
         let debug = format!("{:?}", settings(&BASE).unwrap());
         assert!(!debug.contains("secret-token-value"));
         assert!(!debug.contains("u:p@"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_too() {
+        let dir = std::env::temp_dir().join(format!("countdown-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "file-token\n").unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "pw\n").unwrap();
+        let token_path = token.to_str().unwrap();
+        let s = settings(&[
+            ("DISCORD_TOKEN_FILE", token_path),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_DB", "countdown"),
+            ("POSTGRES_USER", "countdown"),
+            ("POSTGRES_PASSWORD_FILE", password.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(s.discord_token.expose_secret(), "file-token");
+        match &s.database {
+            DatabaseSettings::Split { password, .. } => assert_eq!(password.expose_secret(), "pw"),
+            other => panic!("{other:?}"),
+        }
+        // Both forms at once, or a file that cannot be read: one line naming it.
+        let both = settings(&[
+            ("DISCORD_TOKEN", "t"),
+            ("DISCORD_TOKEN_FILE", token_path),
+            ("DATABASE_URL", "postgres://x@h/db"),
+        ])
+        .unwrap_err();
+        assert!(both.to_string().contains("DISCORD_TOKEN_FILE"), "{both}");
+        let missing = settings(&[
+            ("DISCORD_TOKEN_FILE", "/nonexistent/token"),
+            ("DATABASE_URL", "postgres://x@h/db"),
+        ])
+        .unwrap_err();
+        assert!(missing.to_string().contains("DISCORD_TOKEN_FILE"), "{missing}");
+        assert!(!missing.to_string().contains("file-token"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_zero_keeps_everything() {
+        let s = settings(&[
+            ("DISCORD_TOKEN", "t"),
+            ("DATABASE_URL", "postgres://x@h/db"),
+            ("RETENTION", "0"),
+        ])
+        .unwrap();
+        assert!(s.retention.is_zero());
+        assert!(settings(&[
+            ("DISCORD_TOKEN", "t"),
+            ("DATABASE_URL", "postgres://x@h/db"),
+            ("RETENTION", "forever"),
+        ])
+        .is_err());
     }
 }

@@ -60,7 +60,17 @@ pub struct Metrics {
     pub leader_standbys: IntGauge,
     pub edge_races: IntCounter,
     pub registration_failures: IntCounter,
+    /// `countdown_retention_deleted_total{table}`: rows older than
+    /// `RETENTION` deleted.
+    pub retention_deleted: IntCounterVec,
+    /// `MAX_ACTIVE` and `MAX_ACTIVE_PER_GUILD`, for dashboards to draw the
+    /// caps beside `countdown_active`.
+    pub max_active: IntGauge,
+    pub max_active_per_guild: IntGauge,
 }
+
+/// Tables of `countdown_retention_deleted_total`.
+pub const RETENTION_TABLES: [&str; 3] = ["tasks", "command_errors", "general_errors"];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -180,6 +190,21 @@ impl Metrics {
             "Failed attempts to register the slash commands with Discord.",
         )?;
 
+        let retention_deleted = IntCounterVec::new(
+            Opts::new(
+                "countdown_retention_deleted_total",
+                "Rows older than RETENTION deleted (ended tasks, error rows), by table.",
+            ),
+            &["table"],
+        )?;
+        let max_active = IntGauge::new(
+            "countdown_max_active",
+            "MAX_ACTIVE: countdowns the bot takes on at once.",
+        )?;
+        let max_active_per_guild = IntGauge::new(
+            "countdown_max_active_per_guild",
+            "MAX_ACTIVE_PER_GUILD: countdowns one server may run at once.",
+        )?;
         for c in [
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(commands_by_source.clone()),
@@ -202,8 +227,14 @@ impl Metrics {
             Box::new(leader.clone()),
             Box::new(leader_standbys.clone()),
             Box::new(edge_races.clone()),
+            Box::new(retention_deleted.clone()),
+            Box::new(max_active.clone()),
+            Box::new(max_active_per_guild.clone()),
         ] {
             registry.register(c)?;
+        }
+        for table in RETENTION_TABLES {
+            retention_deleted.with_label_values(&[table]);
         }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -263,6 +294,9 @@ impl Metrics {
             leader_standbys,
             edge_races,
             registration_failures,
+            retention_deleted,
+            max_active,
+            max_active_per_guild,
         })
     }
 

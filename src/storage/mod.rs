@@ -1,8 +1,10 @@
 //! Storage: the PostgreSQL pool, the schema (`init.sql`, applied at start),
-//! the queries ([`tasks`]) and the background writer that keeps the database
-//! off the send path ([`journal`]).
+//! the queries ([`tasks`]), the background writer that keeps the database
+//! off the send path ([`journal`]) and the deletion of old rows
+//! ([`retention`]).
 
 pub mod journal;
+pub mod retention;
 pub mod tasks;
 
 use std::time::Duration;
