@@ -430,7 +430,10 @@ mod tests {
             ("DATABASE_URL", "postgres://x@h/db"),
         ])
         .unwrap_err();
-        assert!(missing.to_string().contains("DISCORD_TOKEN_FILE"), "{missing}");
+        assert!(
+            missing.to_string().contains("DISCORD_TOKEN_FILE"),
+            "{missing}"
+        );
         assert!(!missing.to_string().contains("file-token"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

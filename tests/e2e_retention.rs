@@ -104,7 +104,10 @@ async fn old_rows_are_deleted_and_nothing_running_or_recent() {
     );
     assert_eq!(ids(&db, "tasks").await, [recent_stopped, old_running]);
     assert_eq!(ids(&db, "command_errors").await, [recent_error]);
-    assert_eq!(ids(&db, "general_errors").await.first(), Some(&recent_general));
+    assert_eq!(
+        ids(&db, "general_errors").await.first(),
+        Some(&recent_general)
+    );
     // The recent error row of a deleted task stays, its task_id cleared.
     let task_id: Option<i64> = client
         .query_one("SELECT task_id FROM command_errors", &[])
