@@ -101,3 +101,75 @@ async fn a_second_start_logs_no_schema_notices() {
         assert_eq!(count_lines(&logs, "NOTICE"), 0, "{logs}");
     }
 }
+
+/// The bot as the stack runs it: its database role owns its database and
+/// is no superuser, and its secrets come from files (`*_FILE`), not from
+/// the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_runs_as_a_role_that_is_no_superuser_with_secrets_from_files() {
+    let fake = fake().await;
+    let db = TestDb::create().await;
+    let role = format!("{}_bot", db.name);
+    let admin = db.client().await;
+    // Names made here from the test's own database name, not input.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'bot-password'; \
+             ALTER DATABASE {} OWNER TO {role};",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("{role}-secrets"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let url_file = dir.join("database-url");
+    let at = db.url.find('@').expect("a user in the test database URL");
+    let url = format!("postgres://{role}:bot-password{}", &db.url[at..]);
+    std::fs::write(&url_file, &url).unwrap();
+
+    let env = [
+        ("DISCORD_TOKEN", ""),
+        ("DISCORD_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("DATABASE_URL", ""),
+        ("DATABASE_URL_FILE", url_file.to_str().unwrap()),
+    ];
+    let mut bot = Bot::start_ready(&fake, &db, &env).await;
+    let ch = channel(&fake, 0, 0);
+    say(&fake, ch, &mention(&fake, "count to 3")).await;
+    let msgs = wait_messages(&fake, ch, 3).await;
+    assert_eq!(numbers(&msgs), one_to(3));
+    db.wait_tasks("finished row", |t| t == [("finished".into(), 3, 3)])
+        .await;
+    let owner: String = admin
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'tasks'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, role, "the bot created its tables as its own role");
+    let (exit, _) = bot.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert!(exit.success());
+    assert!(!bot.logs().contains(TOKEN));
+    assert!(!bot.logs().contains("bot-password"));
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    admin
+        .batch_execute(&format!(
+            "REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role};"
+        ))
+        .await
+        .unwrap();
+    drop(admin);
+    let (cluster, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    cluster
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
