@@ -151,11 +151,7 @@ async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         return answer(shared, req, next).await;
     }
     let method = req.method().to_string();
-    let path = req
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|u| u.0.path().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
+    let path = original_path(&req);
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -177,16 +173,21 @@ async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
+/// The path as the client sent it (the router strips the `/api/v10` it is
+/// nested under).
+fn original_path(req: &Request) -> String {
+    req.extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string())
+}
+
 /// What [`api_layer`] does for every request: authorisation, the global
 /// limit, the route, the latency, the record.
 async fn answer(shared: Arc<Shared>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let method = req.method().clone();
-    let path = req
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|u| u.0.path().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
+    let path = original_path(&req);
     let needs_auth = !(method == Method::GET && path == "/api/v10/gateway");
     let mut resp = if needs_auth && !authorized(req.headers()) {
         json_response(

@@ -46,6 +46,25 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The wait before the next retry of a failure, doubling `backoff` up
+    /// to the policy's longest.
+    fn next_backoff(&self, backoff: &mut Duration) -> Duration {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(self.max_backoff);
+        wait
+    }
+}
+
+/// Waits `wait` unless `cancel` comes first.
+async fn pause(wait: Duration, cancel: &CancellationToken) -> Result<(), DeliveryError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(DeliveryError::Cancelled),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DeliveryError {
     #[error("cancelled before the message was delivered")]
@@ -209,17 +228,9 @@ impl Delivery {
                     }
                     Duration::ZERO
                 }
-                _ => {
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(self.policy.max_backoff);
-                    wait
-                }
+                _ => self.policy.next_backoff(&mut backoff),
             };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                _ = tokio::time::sleep(wait) => {}
-            }
+            pause(wait, cancel).await?;
         }
     }
 }
@@ -286,17 +297,9 @@ impl Delivery {
                     }
                     retry_after
                 }
-                _ => {
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(self.policy.max_backoff);
-                    wait
-                }
+                _ => self.policy.next_backoff(&mut backoff),
             };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                _ = tokio::time::sleep(wait) => {}
-            }
+            pause(wait, cancel).await?;
         }
     }
 }

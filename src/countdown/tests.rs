@@ -135,6 +135,31 @@ const LIMITS: Limits = Limits {
 impl Harness {
     fn start(&self, task_id: i64, channel_id: u64, target: u16) {
         let reservation = self.scheduler.reserve(channel_id, Some(1)).unwrap();
+        self.spawn(reservation, task_id, channel_id, 1, target, None);
+    }
+
+    /// Resumes countdown `task_id` at `next`, due now, with a channel check.
+    fn resume(&self, task_id: i64, channel_id: u64, next: u16, target: u16, after: u64) {
+        let reservation = self
+            .scheduler
+            .reserve_for_resume(channel_id, Some(1))
+            .unwrap();
+        let check = ResumeCheck {
+            after,
+            bot_user_id: BOT,
+        };
+        self.spawn(reservation, task_id, channel_id, next, target, Some(check));
+    }
+
+    fn spawn(
+        &self,
+        reservation: Reservation,
+        task_id: i64,
+        channel_id: u64,
+        next: u16,
+        target: u16,
+        check: Option<ResumeCheck>,
+    ) {
         self.scheduler.start(
             reservation,
             CountdownSpec {
@@ -143,9 +168,9 @@ impl Harness {
                 guild_id: Some(1),
                 user_id: 9,
                 target,
-                next: 1,
+                next,
                 first_due: Instant::now(),
-                check: None,
+                check,
             },
         );
     }
@@ -163,30 +188,6 @@ impl Harness {
                 Outgoing::Reply { .. } => (0, (*t - self.t0).as_millis()),
             })
             .collect()
-    }
-
-    /// Resumes countdown `task_id` at `next`, due now, with a channel check.
-    fn resume(&self, task_id: i64, channel_id: u64, next: u16, target: u16, after: u64) {
-        let reservation = self
-            .scheduler
-            .reserve_for_resume(channel_id, Some(1))
-            .unwrap();
-        self.scheduler.start(
-            reservation,
-            CountdownSpec {
-                task_id,
-                channel_id,
-                guild_id: Some(1),
-                user_id: 9,
-                target,
-                next,
-                first_due: Instant::now(),
-                check: Some(ResumeCheck {
-                    after,
-                    bot_user_id: BOT,
-                }),
-            },
-        );
     }
 
     async fn until_idle(&self) {
