@@ -16,6 +16,7 @@ NO_CHOWN            1 when setup ran without root (file owners not checked)
 Prints one `ok:` line per group of rules, or every broken rule and exits 1.
 """
 
+import glob
 import os
 import re
 import stat
@@ -43,6 +44,7 @@ SECRET_OWNERS = {
     "POSTGRES_PASSWORD": {"bot", "db"},
     "POSTGRES_ADMIN_PASSWORD": {"db", "pgadmin"},
     "POSTGRES_MONITOR_PASSWORD": {"db", "postgres-exporter"},
+    "POSTGRES_GRAFANA_PASSWORD": {"db", "grafana"},
     "PGADMIN_DEFAULT_PASSWORD": {"pgadmin"},
     "GF_SECURITY_ADMIN_PASSWORD": {"grafana"},
     "ALERT_DISCORD_WEBHOOK_URL": {"alertmanager"},
@@ -53,6 +55,7 @@ DOCUMENTED = [
     "DISCORD_TOKEN", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
     "POSTGRES_ADMIN_USER", "POSTGRES_ADMIN_PASSWORD",
     "POSTGRES_MONITOR_USER", "POSTGRES_MONITOR_PASSWORD",
+    "POSTGRES_GRAFANA_USER", "POSTGRES_GRAFANA_PASSWORD",
     "PGADMIN_DEFAULT_EMAIL", "PGADMIN_DEFAULT_PASSWORD",
     "GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD", "ALERT_DISCORD_WEBHOOK_URL",
 ]
@@ -201,6 +204,14 @@ def main() -> None:
         os.path.join(secrets_dir, "alertmanager", webhook_file.group(1)[len(SECRETS_MOUNT) + 1:])
     ):
         errors.append("alertmanager.yml's webhook_url_file is not a file setup writes for alertmanager")
+    # Grafana's provisioning reads files of its secrets volume with
+    # $__file{...}: each must be one setup writes for grafana.
+    for path in sorted(glob.glob("grafana/provisioning/**/*.yml", recursive=True)):
+        for name in re.findall(r"\$__file\{([^}]*)\}", open(path).read()):
+            if not name.startswith(SECRETS_MOUNT + "/") or not os.path.isfile(
+                os.path.join(secrets_dir, "grafana", name[len(SECRETS_MOUNT) + 1:])
+            ):
+                errors.append(f"{path}: $__file{{{name}}} is not a file setup writes for grafana")
     if re.search(r"\$\{?[A-Za-z_]", raw_text.replace("$$", "")):
         errors.append("docker-compose.yaml interpolates a variable: values come from config.env through setup")
     for var, value in sentinels.items():

@@ -11,7 +11,9 @@ webhook, `sentinel-<NAME>` for everything else.
 import re
 import sys
 
-PLAIN_NAMES = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_ADMIN_USER", "POSTGRES_MONITOR_USER")
+PLAIN_NAMES = (
+    "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_ADMIN_USER", "POSTGRES_MONITOR_USER", "POSTGRES_GRAFANA_USER",
+)
 
 
 def sentinel(name: str) -> str:

@@ -15,6 +15,11 @@
 #   POSTGRES_MONITOR_USER       LOGIN, member of pg_monitor (statistics only,
 #                               no table of the bot readable), read-only
 #                               transactions: postgres_exporter's role
+#   POSTGRES_GRAFANA_USER       LOGIN, SELECT on tasks, command_errors and
+#                               general_errors only (no other table, no
+#                               write), read-only transactions, a statement
+#                               timeout: the role of Grafana's PostgreSQL
+#                               data source (docs/dashboards.md)
 #   POSTGRES_ADMIN_USER         the superuser, for people (pgAdmin, psql)
 #
 # Idempotent: run it again by hand to create the roles in a database made
@@ -46,6 +51,8 @@ countdown_roles() (
     -v bot_password="$(read_file bot_password)" \
     -v monitor="$(read_file monitor_user)" \
     -v monitor_password="$(read_file monitor_password)" \
+    -v reader="$(read_file grafana_user)" \
+    -v reader_password="$(read_file grafana_password)" \
     -v init_sql="${COUNTDOWN_INIT_SQL:-/countdown/init.sql}" <<'SQL'
 -- The bot: owns its database, nothing more.
 SELECT format('CREATE ROLE %I', :'bot')
@@ -62,6 +69,14 @@ ALTER ROLE :"monitor" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATI
 GRANT pg_monitor TO :"monitor";
 ALTER ROLE :"monitor" SET default_transaction_read_only = on;
 
+-- Grafana's tables: reads what the bot recorded, nothing more.
+SELECT format('CREATE ROLE %I', :'reader')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'reader') \gexec
+ALTER ROLE :"reader" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+  PASSWORD :'reader_password';
+ALTER ROLE :"reader" SET default_transaction_read_only = on;
+ALTER ROLE :"reader" SET statement_timeout = '30s';
+
 -- The superuser's password follows config.env too, when this runs again.
 ALTER ROLE :"admin" WITH PASSWORD :'admin_password';
 
@@ -76,8 +91,16 @@ SELECT format('ALTER TABLE %I.%I OWNER TO %I', schemaname, tablename, :'bot')
 SET ROLE :"bot";
 \i :init_sql
 RESET ROLE;
+
+-- Grafana's role (after init.sql: the tables exist): SELECT on these three
+-- tables and no other privilege on any table of the schema.
+GRANT CONNECT ON DATABASE :"db" TO :"reader";
+GRANT USAGE ON SCHEMA public TO :"reader";
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"reader";
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM :"reader";
+GRANT SELECT ON TABLE tasks, command_errors, general_errors TO :"reader";
 SQL
-  echo "countdown roles: $(read_file bot_user) owns $db, $(read_file monitor_user) monitors"
+  echo "countdown roles: $(read_file bot_user) owns $db, $(read_file monitor_user) monitors, $(read_file grafana_user) reads tasks and errors"
 )
 
 countdown_roles

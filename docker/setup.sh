@@ -13,12 +13,17 @@
 #                             read by the bot from its working directory
 #   db/                       postgres_admin_user, postgres_admin_password,
 #                             postgres_db, bot_user, bot_password,
-#                             monitor_user, monitor_password (the init script
+#                             monitor_user, monitor_password, grafana_user,
+#                             grafana_password (the init script
 #                             docker/db-init-roles.sh creates the roles)
 #   pgadmin/                  email, password (pgAdmin's login);
 #                             postgres_admin_user, postgres_admin_password,
 #                             postgres_db (the server it registers)
-#   grafana/                  admin_user, admin_password
+#   grafana/                  admin_user, admin_password (Grafana's login);
+#                             postgres_user, postgres_password, postgres_db
+#                             (its PostgreSQL data source: the read-only
+#                             role POSTGRES_GRAFANA_USER, read by
+#                             grafana/provisioning/datasources/postgres.yml)
 #   alertmanager/             discord_webhook_url (empty: no Discord)
 #   postgres-exporter/        user, password (the read-only monitoring role)
 #
@@ -29,7 +34,8 @@
 #
 # Fails (exit 1, one line per problem) on what would make a service fail or
 # restart forever: an empty password, an e-mail address pgAdmin refuses, a
-# role or database name that is not a plain identifier.
+# role or database name that is not a plain identifier, a `$` in
+# POSTGRES_GRAFANA_PASSWORD (Grafana's provisioning would expand it).
 #
 # Environment (set by docker-compose.yaml; the defaults are the images' uids):
 #   SETUP_CONFIG        config.env (/countdown/config.env)
@@ -64,6 +70,7 @@ RESUME_MAX_AGE RESUME_CHECK_AFTER RETENTION RUST_LOG LOG_FORMAT"
 # Set by docker-compose.yaml for the bot, or not used in the stack.
 stack_names="POSTGRES_HOST POSTGRES_PORT METRICS_ADDR DATABASE_URL"
 other_names="POSTGRES_ADMIN_USER POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_USER POSTGRES_MONITOR_PASSWORD
+POSTGRES_GRAFANA_USER POSTGRES_GRAFANA_PASSWORD
 PGADMIN_DEFAULT_EMAIL PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_USER GF_SECURITY_ADMIN_PASSWORD
 ALERT_DISCORD_WEBHOOK_URL"
 
@@ -110,6 +117,8 @@ admin_user=$(value POSTGRES_ADMIN_USER postgres)
 admin_password=$(value POSTGRES_ADMIN_PASSWORD)
 monitor_user=$(value POSTGRES_MONITOR_USER countdown_monitor)
 monitor_password=$(value POSTGRES_MONITOR_PASSWORD)
+reader_user=$(value POSTGRES_GRAFANA_USER countdown_grafana)
+reader_password=$(value POSTGRES_GRAFANA_PASSWORD)
 pgadmin_email=$(value PGADMIN_DEFAULT_EMAIL)
 pgadmin_password=$(value PGADMIN_DEFAULT_PASSWORD)
 grafana_user=$(value GF_SECURITY_ADMIN_USER admin)
@@ -118,16 +127,17 @@ webhook_url=$(value ALERT_DISCORD_WEBHOOK_URL)
 
 # --- checks --------------------------------------------------------------------
 for pair in "POSTGRES_DB:$db_name" "POSTGRES_USER:$bot_user" \
-  "POSTGRES_ADMIN_USER:$admin_user" "POSTGRES_MONITOR_USER:$monitor_user"; do
+  "POSTGRES_ADMIN_USER:$admin_user" "POSTGRES_MONITOR_USER:$monitor_user" \
+  "POSTGRES_GRAFANA_USER:$reader_user"; do
   name=${pair%%:*} v=${pair#*:}
   if ! printf '%s' "$v" | grep -Eqx '[a-z_][a-z0-9_]{0,62}'; then
     problem "$name=$v must be a plain PostgreSQL name (a-z, 0-9, _; not starting with a digit)"
   fi
 done
-if [ "$bot_user" = "$admin_user" ] || [ "$bot_user" = "$monitor_user" ] || [ "$admin_user" = "$monitor_user" ]; then
-  problem "POSTGRES_USER ($bot_user), POSTGRES_ADMIN_USER ($admin_user) and POSTGRES_MONITOR_USER ($monitor_user) must be three different roles"
+if [ "$(printf '%s\n' "$bot_user" "$admin_user" "$monitor_user" "$reader_user" | sort -u | wc -l)" -ne 4 ]; then
+  problem "POSTGRES_USER ($bot_user), POSTGRES_ADMIN_USER ($admin_user), POSTGRES_MONITOR_USER ($monitor_user) and POSTGRES_GRAFANA_USER ($reader_user) must be four different roles"
 fi
-for name in POSTGRES_PASSWORD POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_PASSWORD \
+for name in POSTGRES_PASSWORD POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_PASSWORD POSTGRES_GRAFANA_PASSWORD \
   PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_PASSWORD; do
   v=$(value "$name")
   if [ -z "$v" ]; then
@@ -139,6 +149,11 @@ for name in POSTGRES_PASSWORD POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_PASSWORD 
   fi
 done
 [ -n "$grafana_user" ] || problem "GF_SECURITY_ADMIN_USER is empty in config.env"
+# Grafana expands $NAME, ${NAME} and $__file{...} in every value of its
+# provisioning files, the password read from its file included.
+case $reader_password in
+  *'$'*) problem "POSTGRES_GRAFANA_PASSWORD must not contain \$: Grafana's provisioning would expand it as a variable and log in with another password" ;;
+esac
 
 # pgAdmin refuses a login e-mail its validator (email_validator, deliverability
 # not checked) finds invalid, and then restarts forever. What it refuses in
@@ -229,6 +244,8 @@ put db bot_user "$bot_user"
 put db bot_password "$bot_password"
 put db monitor_user "$monitor_user"
 put db monitor_password "$monitor_password"
+put db grafana_user "$reader_user"
+put db grafana_password "$reader_password"
 
 put pgadmin email "$pgadmin_email"
 put pgadmin password "$pgadmin_password"
@@ -238,6 +255,9 @@ put pgadmin postgres_db "$db_name"
 
 put grafana admin_user "$grafana_user"
 put grafana admin_password "$grafana_password"
+put grafana postgres_user "$reader_user"
+put grafana postgres_password "$reader_password"
+put grafana postgres_db "$db_name"
 
 case $webhook_url in
   https://*) put alertmanager discord_webhook_url "$webhook_url" ;;
