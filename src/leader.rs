@@ -18,8 +18,8 @@
 //! flight.
 //!
 //! Alone (no standby waiting at the last answer), the fence stays open when
-//! the lock connection fails: a database outage must not stop the counting
-//! (issue 5), and nobody is there to take over. The leader then takes the
+//! the lock connection fails: a database outage must not stop the counting,
+//! and nobody is there to take over. The leader then takes the
 //! lock again as soon as the database answers and carries on if
 //! `leader_state.epoch` is still its own; if another instance led
 //! meanwhile, it steps down. The one case this does not fence is a standby

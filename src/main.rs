@@ -7,8 +7,10 @@ use secrecy::ExposeSecret;
 
 use countdown::config::Settings;
 
-/// glibc `malloc` was a fifth of the bot's CPU per number under load
-/// (many small, short-lived allocations per request); see BENCHMARKS.md.
+/// mimalloc, not glibc's `malloc`: the bot makes many small, short-lived
+/// allocations per request, and under load glibc's `malloc` takes a fifth
+/// of its CPU per number (at 5,000 countdowns, 0.89 of the numbers due got
+/// out per second). See docs/timing.md, "Under load".
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -43,7 +43,7 @@ fn redact_panics(redacting: Redacting) {
 /// as text, and in the forms a library dumping bytes prints. At `trace`
 /// level tungstenite logs every gateway frame's payload in hex, IDENTIFY
 /// and RESUME (which carry the token) included; the plain-text redaction
-/// alone let it through (found by `tests/faults_secrets.rs`).
+/// alone would let it through (tested in `tests/faults_secrets.rs`).
 #[derive(Clone)]
 pub struct Redacting {
     /// The secret as text, lower- and upper-case hex, and a `Debug` byte

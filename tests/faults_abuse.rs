@@ -1,4 +1,4 @@
-//! Fault suite, scenario 5: abuse. One user starting countdowns in 50
+//! Fault suite: abuse. One user starting countdowns in 50
 //! channels, a server at its cap, stop-spam, 100 commands a second in one
 //! channel. With the fake enforcing Discord's limits (50 requests/s, 5
 //! messages per 5 s per channel): the caps hold, the bot never exceeds a

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 2: the database goes away mid-countdown.
+//! Fault suite: the database goes away mid-countdown.
 //!
 //! The test runs a PostgreSQL cluster of its own (`initdb` + `pg_ctl`, on a
 //! free port in a temp dir) so it can stop it: `pg_ctl stop -m fast` cuts
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// How long the database stays down: the issue's 30 s (longer than every
+/// How long the database stays down: 30 s (longer than every
 /// timeout and backoff of the bot: connections 2 s, journal retry 250 ms,
 /// readiness 2 s). `FAULT_DB_OUTAGE_SECS` shortens it for local runs.
 fn outage() -> Duration {
@@ -72,7 +72,7 @@ async fn wait_readyz_status(bot: &Bot, want: u16) -> String {
     }
 }
 
-/// Issue 5's contract, for an instance alone (no standby waiting): the bot
+/// The contract for an instance alone (no standby waiting): the bot
 /// keeps counting through the outage, on time, and stays the leader; it
 /// takes its lock again when the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +212,7 @@ async fn a_database_outage_loses_nothing_and_delays_nothing() {
     assert_no_pings(&fake);
 }
 
-/// What a database outage does when a standby waits (issue 7's fencing):
+/// What a database outage does when a standby waits (the fencing):
 /// the leader cannot tell an outage from a partition that lets the standby
 /// take over, so it stops sending within a second, closes the gateway and
 /// campaigns again; `/readyz` says why; the failures are counted and logged

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 3: a flaky Discord. 5xx bursts (JSON and
+//! Fault suite: a flaky Discord. 5xx bursts (JSON and
 //! Cloudflare's HTML 502), 429s with and without the global flag, requests
 //! that hang until the bot's timeout, 2 s of latency, a gateway that keeps
 //! dropping, RESUME refused. Nothing is lost or doubled, every failed
@@ -161,7 +161,7 @@ async fn two_seconds_of_latency_slow_nothing_into_a_burst_or_a_double() {
     bot.assert_logs_clean();
 }
 
-/// The issue asks for a gateway dropping every 20 s. serenity reconnects
+/// The case is a gateway dropping every 20 s. serenity reconnects
 /// and resumes in about a second, so what matters is several drops during
 /// one countdown; a drop every 3 s gives five of them in a 20 s countdown
 /// instead of a 100 s test.

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 4 (end to end): hostile and odd input. Messages of
+//! Fault suite (end to end): hostile and odd input. Messages of
 //! 4,000 characters, unicode digits, zero-width and right-to-left
 //! characters, NUL and other control characters, mentions of other users
 //! and roles, `@everyone`, empty content (what the bot sees of a message

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 1: kill -9 at seeded random moments.
+//! Fault suite: kill -9 at seeded random moments.
 //!
 //! Ten runs (two tests of five, so they use both cores). Each run starts
 //! three countdowns (to 6..=8) in fresh channels, kills the bot with

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 6: secrets and exposure.
+//! Fault suite: secrets and exposure.
 //!
 //! - The token is never in the logs at any level (trace, pretty and JSON,
 //!   through sends, failures, a refused message, gateway resumes and a

@@ -1,4 +1,4 @@
-//! countdown's benchmarks (issue 8): the real bot binary against the fake
+//! countdown's benchmarks: the real bot binary against the fake
 //! Discord (in this process) and a fresh PostgreSQL database per scenario.
 //!
 //! ```sh

@@ -1,7 +1,8 @@
-//! The six scenarios of issue 8. Each starts its own fake Discord, database
-//! and bot, measures, and adds rows to the report. The fake's channel
-//! buckets are Discord's leaky ones unless `--fixed-windows` asks for the
-//! older shape (README, "Benchmarks").
+//! The six scenarios (BENCHMARKS.md, "The six scenarios"). Each starts its
+//! own fake Discord, database and bot, measures, and adds rows to the
+//! report. The fake's channel buckets are Discord's leaky ones unless
+//! `--fixed-windows` asks for the older shape (BENCHMARKS.md, "Discord's
+//! limits as the fake models them").
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -500,8 +501,8 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
     // its own clock (the pacer), and no client decides when its requests
     // arrive. 40 countdowns in lock-step send 40 numbers each second, 10
     // below the limit; a burst that reaches Discord a few ms later than
-    // the one after it puts more than 50 in one rolling second (README,
-    // "How it keeps time").
+    // the one after it puts more than 50 in one rolling second
+    // (docs/timing.md, "The global limit, at the bot's clock").
     let arrivals: Vec<Instant> = fake.requests().iter().map(|r| r.at).collect();
     ctx.info(
         S,

@@ -80,7 +80,7 @@ pub struct FakeConfig {
     /// Messages (and requests) to make room for up front. Recording grows
     /// the history under the fake's one lock; past 100,000 messages each
     /// doubling of a table held every request for tens of milliseconds,
-    /// which the bench measured as the bot's lateness (scenario 4). Default 0.
+    /// which a benchmark measures as the bot's lateness. Default 0.
     pub history_capacity: usize,
 }
 
@@ -131,7 +131,7 @@ impl Drop for Handle {
         // The recorded history is freed here, on the thread that drops the
         // last handle: left to the last connection task, freeing the
         // 100,000 messages of a benchmark took a core for seconds in the
-        // middle of the next scenario (found by `perf` in `bench`).
+        // middle of the next scenario.
         let history = self.shared.try_world().map(|mut w| {
             w.gw.drop_connections();
             w.take_history()

@@ -1,4 +1,4 @@
-//! Fault suite, scenario 4: the command parser fuzzed with proptest.
+//! Fault suite: the command parser fuzzed with proptest.
 //!
 //! `parse` is pure, so it is fuzzed directly: random Unicode, and commands
 //! with hostile pieces spliced in (unicode digits, zero-width and bidi
@@ -22,9 +22,9 @@ use proptest::test_runner::{Config, FileFailurePersistence};
 
 const BOT: u64 = 900_000_000_000_000_001;
 
-/// The grammar of DESIGN.md read independently of `parse`: mention tokens
-/// removed left to right (they never overlap), words split on Unicode
-/// whitespace, compared lower-cased.
+/// The command grammar (README, "Using the bot") read independently of
+/// `parse`: mention tokens removed left to right (they never overlap),
+/// words split on Unicode whitespace, compared lower-cased.
 fn reference(s: &str) -> Command {
     let tokens = [format!("<@{BOT}>"), format!("<@!{BOT}>")];
     let mut text = String::new();

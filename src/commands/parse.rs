@@ -1,4 +1,4 @@
-//! The command grammar of DESIGN.md as a pure function: message text in,
+//! The command grammar (README, "Using the bot") as a pure function: text in,
 //! [`Command`] out. No I/O, no allocation beyond the lower-cased text.
 
 /// Largest N a user may ask for.

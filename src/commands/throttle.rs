@@ -4,8 +4,8 @@
 //! Without it every command got its answer: 100 commands a second in one
 //! channel queued 100 replies behind that channel's bucket (5 posts per
 //! 5 s), which kept posting for minutes after the spam stopped and, in a
-//! counting channel, pushed the numbers back by a second per reply (found
-//! by `tests/faults_abuse.rs`).
+//! counting channel, pushed the numbers back by a second per reply (tested
+//! in `tests/faults_abuse.rs`).
 //!
 //! - A channel gets at most [`PER_CHANNEL`] answers in any [`WINDOW`].
 //! - The bot sends at most half of what the running countdowns leave of

@@ -12,7 +12,7 @@
 //! busy second while answers are slow) opened thousands of connections at
 //! once: the server's accept queue overflowed, dropped SYNs came back after
 //! the kernel's 1 s, 2 s, 4 s retransmission timeouts, and numbers arrived
-//! seconds late (found by `bench`, scenarios 4 and 5).
+//! seconds late.
 
 use std::sync::Arc;
 use std::time::Duration;

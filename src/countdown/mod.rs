@@ -62,9 +62,9 @@ pub struct Scheduler {
 struct Inner {
     slots: Mutex<HashMap<u64, Slot>>,
     /// Task ids of the countdowns in `slots`, so [`Scheduler::is_running`]
-    /// is a lookup: resuming 10,000 rows asked it once per row and scanned
-    /// every slot each time, 1 s of CPU before the last countdown started
-    /// (found by `bench`, scenario 5).
+    /// is a lookup: resuming 10,000 rows asks it once per row, and a scan
+    /// of every slot each time cost 1 s of CPU before the last countdown
+    /// started.
     running: Mutex<HashSet<i64>>,
     limits: Limits,
     delivery: Delivery,
@@ -281,8 +281,8 @@ impl Scheduler {
     /// (an in-flight send completes first). `None` if nothing counts there,
     /// or another `stop` got there first: of many stops at once (gateway
     /// events are handled concurrently) only one reports "Stopped at", and
-    /// `countdown_cancelled_total` counts the countdown once (found by
-    /// `tests/faults_abuse.rs`: 30 stops gave 30 "Stopped" replies).
+    /// `countdown_cancelled_total` counts the countdown once (tested in
+    /// `tests/faults_abuse.rs`: 30 stops at once, one "Stopped" reply).
     pub async fn stop(&self, channel_id: u64) -> Option<Stopped> {
         match self.request_stop(channel_id, |_| Ok::<(), ()>(())) {
             Ok(pending) => Some(pending.wait().await),

@@ -26,11 +26,10 @@ pub const CHANNEL_PERIOD: Duration = Duration::from_secs(5);
 // No margin is kept on top of `CHANNEL_PERIOD`, on purpose. A countdown
 // posts one number a second, which is exactly its channel's bucket (5 per
 // 5 s), so any margin is paid by every fifth number and carried by the
-// next window: 30 ms made a countdown 1.006 s a number, 0.36 s late at 60
-// (the earlier design, measured in BENCHMARKS.md). Discord's buckets are
-// leaky since 2022 (room for one comes back every second), and there a
-// countdown always has 4 to spare; the window below is the stricter shape
-// some routes still have. A fixed window opens
+// next window: 30 ms makes a countdown 1.006 s a number, 0.36 s late at
+// 60. Discord's buckets are leaky since 2022 (room for one comes back
+// every second), and there a countdown always has 4 to spare; the window
+// below is the stricter shape some routes still have. A fixed window opens
 // when the first request *arrives*, and arrivals jitter, so the 6th number,
 // sent exactly 5 s after the 1st, now and then arrives a millisecond inside
 // the window and gets a 429. That 429 says how long to wait (milliseconds);
@@ -45,22 +44,20 @@ pub const CHANNEL_PERIOD: Duration = Duration::from_secs(5);
 /// less than a period after it (the other left a few ms after its slot, or
 /// queued behind the 49 sent with it). Without this, 200 countdowns sharing
 /// the 50/s budget got 160–300 global 429s in 40 s, each retry lost its
-/// turn, and the budget was 64 % used (found by `bench`, scenario 3). It
-/// costs 2 % of the budget, and only when the budget is exhausted: a
-/// request that fits goes at once.
+/// turn, and the budget was 64 % used. It costs 2 % of the budget, and only
+/// when the budget is exhausted: a request that fits goes at once.
 pub const GLOBAL_MARGIN: Duration = Duration::from_millis(20);
 
 /// A slot the budget holds back by more than this, or while slots are
 /// booked more than this ahead (a backlog), is spaced from the one booked
 /// before it (see [`Budget::earliest`]); one held back less with no
-/// backlog is a transient overlap and goes as soon as the window allows. Found by
-/// `bench` scenario 2: 40 countdowns in lock-step, whose window openers
-/// come 20–40 ms late together (arrival jitter), put a late number and its
-/// on-time successor into one rolling second for many channels at once;
-/// spacing those held-back numbers 20 ms apart delayed the last ones by
-/// 200–460 ms, and the delay fed itself a second later. A backlog (the
-/// budget exhausted, scenario 3) is held back by far more than this, so it
-/// is still paced evenly.
+/// backlog is a transient overlap and goes as soon as the window allows.
+/// 40 countdowns in lock-step, whose window openers come 20–40 ms late
+/// together (arrival jitter), put a late number and its on-time successor
+/// into one rolling second for many channels at once; spacing those
+/// held-back numbers 20 ms apart delayed the last ones by 200–460 ms, and
+/// the delay fed itself a second later. A backlog (the budget exhausted) is
+/// held back by far more than this, so it is still paced evenly.
 pub const SPACE_HELD_AFTER: Duration = Duration::from_millis(100);
 
 /// How far before `now` a slot may be booked: a countdown's number is
@@ -89,7 +86,7 @@ pub struct Grant {
 /// The share of the global budget in use above which it is "busy" (see
 /// [`Grant::budget_busy`]): a countdown held back by its channel's window
 /// follows it only then, since only then can two numbers of one channel in
-/// one rolling second overflow the budget (bench scenario 2: 40 of 50).
+/// one rolling second overflow the budget (40 countdowns use 40 of 50).
 pub const BUSY_SHARE: (usize, usize) = (3, 4);
 
 /// The channel's bucket made a request wait past the moment it asked.
@@ -170,8 +167,8 @@ impl Window {
 /// channel allows that keeps the promise, even if a later slot was booked
 /// already.
 ///
-/// Found by the fault suite (`tests/faults_abuse.rs`): handing global slots
-/// out in order made one channel's wait everyone's wait. 100 commands in one
+/// Handing global slots out in order makes one channel's wait everyone's
+/// wait (tested in `tests/faults_abuse.rs`). 100 commands in one
 /// channel queue 100 replies behind its 5-per-5-s bucket, the last one
 /// 100 s ahead; every other channel's next slot came after it, so every
 /// countdown of the bot stopped for minutes. Even one reply in a counting
@@ -363,9 +360,9 @@ impl Pacer {
             // of another request): the slot was never used, so it goes
             // back. Kept, it counted as this channel's request in the
             // channel's window, and the retry waited for that window, a
-            // second after the number was due (bench scenario 2 with the
-            // global limit enforced: numbers a second late after a global
-            // 429 of other channels).
+            // second after the number was due (with the global limit
+            // enforced: numbers a second late after a global 429 of other
+            // channels).
             self.give_back(channel_id, grant.slot);
             due = Instant::now();
         }
@@ -374,7 +371,7 @@ impl Pacer {
     /// Books a global slot for a request the bot does not send through the
     /// pacer: serenity's own `GET /gateway/bot` when the gateway connects.
     /// Without it, that request and the burst of resumed numbers after
-    /// READY made 51 in one second (one global 429, `bench` scenario 3).
+    /// READY made 51 in one second (one global 429).
     /// Returns the slot booked (now, unless the budget is full).
     pub fn book_external(&self) -> Instant {
         let mut state = self.state.lock().expect("pacer state poisoned");
@@ -475,10 +472,10 @@ impl Pacer {
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// At most this many tasks yield-wait in [`sleep_precisely_until`] at once;
-/// more sleep on the timer alone. At 5,000 countdowns (bench scenario 4) a
-/// window opened somewhere every millisecond, and yield-waiting for all of
-/// them kept both cores' workers spinning (bot CPU 42 % → 61 % of a core,
-/// numbers up to 100 ms late).
+/// more sleep on the timer alone. At 5,000 countdowns a window opens
+/// somewhere every millisecond, and yield-waiting for all of them kept both
+/// cores' workers spinning (bot CPU 42 % → 61 % of a core, numbers up to
+/// 100 ms late).
 const MAX_YIELD_WAITING: usize = 2;
 
 static YIELD_WAITING: AtomicUsize = AtomicUsize::new(0);
@@ -490,7 +487,7 @@ static YIELD_WAITING: AtomicUsize = AtomicUsize::new(0);
 /// window opens when that request *arrives*, and the next window can open
 /// only 5 s after, so whatever this request is late by, the first request of
 /// every later window is late by too. The timer's lateness (half a tick on
-/// average, plus the thread's wake-up: 1.2 ms median in `bench` scenario 2)
+/// average, plus the thread's wake-up: 1.2 ms median at 40 countdowns)
 /// added about 1 ms to a countdown at its channel's limit every 5 numbers.
 /// The cost is under a millisecond of yielding, once every 5 s per counting
 /// channel, and never more than [`MAX_YIELD_WAITING`] tasks at once.

@@ -202,10 +202,9 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             // the next one came less than a second after it; two numbers of
             // one channel in one rolling second of the budget, in 40
             // channels started together, overflowed that second and held
-            // numbers back by 20–50 ms, a second later again (bench
-            // scenario 2). With room in the budget the held number alone is
-            // late: followed, every later number of 5,000 countdowns came
-            // 13 ms late after 20 s (scenario 4).
+            // numbers back by 20–50 ms, a second later again. With room in
+            // the budget the held number alone is late: followed, every
+            // later number of 5,000 countdowns came 13 ms late after 20 s.
             let follow = |hold: &Hold| {
                 (budget_busy && hold.length >= FOLLOW_AT) || hold.length >= FOLLOW_ALONE
             };

@@ -40,10 +40,11 @@ struct Inner {
 /// What is not written yet, and what is known of an ongoing outage. It
 /// outlives a leader term ([`Journal::for_epoch`]): a database outage ends
 /// the term (the leader loses its lock connection), and the term's last
-/// flush fails by definition. With the store dropped along with the term,
-/// what it held was lost: command rows, the outage's own `general_errors`
-/// row (found by `tests/faults_database.rs`), and a `stop` whose row was not
-/// written yet, which would then come back as a resumed countdown.
+/// flush fails by definition. Were the store dropped along with the term,
+/// what it holds would be lost: command rows, the outage's own
+/// `general_errors` row (tested in `tests/faults_database.rs`), and a
+/// `stop` whose row was not written yet, which would then come back as a
+/// resumed countdown.
 struct Store {
     pending: Mutex<Pending>,
     /// One flush at a time; it also holds what we know of an ongoing outage.
@@ -264,10 +265,11 @@ impl Journal {
 
     /// Error rows the database refuses for their content (a data exception
     /// or a broken constraint, e.g. a `task_id` whose task an operator
-    /// deleted) would be refused again at every retry, and kept the journal
-    /// in an "outage" forever (found by `tests/faults_input.rs` with a NUL
-    /// byte, which `tasks` now strips). They are dropped with one error line;
-    /// they are in the log already. Anything else is an outage: retried.
+    /// deleted, or a NUL byte in text that bypassed `tasks::pg_text`) would
+    /// be refused again at every retry, and keep the journal in an "outage"
+    /// forever (tested in `tests/faults_input.rs`). They are dropped with
+    /// one error line; they are in the log already. Anything else is an
+    /// outage: retried.
     fn unless_refused(
         &self,
         written: Result<(), tokio_postgres::Error>,

@@ -221,7 +221,8 @@ pub const CONTENT_LIMIT: usize = 200;
 
 /// Text PostgreSQL accepts: `text` cannot hold a NUL character, and a user
 /// can put one in a message (`count to 5\u{0}`). Without this the journal's
-/// batch of error rows was refused at every retry (`tests/faults_input.rs`).
+/// batch of error rows would be refused at every retry (tested in
+/// `tests/faults_input.rs`).
 pub fn pg_text(s: &str) -> String {
     s.replace('\0', "\u{fffd}")
 }
