@@ -96,6 +96,9 @@ pub struct Hold {
     pub until: Instant,
     /// How long past the moment it asked.
     pub length: Duration,
+    /// Discord's own word held it (`Remaining: 0` or a 429 blocked the
+    /// bucket), not the bot's record of its requests.
+    pub by_discord: bool,
 }
 
 struct State {
@@ -125,19 +128,20 @@ impl Window {
     }
 
     /// The earliest slot at or after `not_before` that keeps this window's
-    /// promise and comes after every slot already handed out.
-    fn earliest(&self, not_before: Instant) -> Instant {
+    /// promise and comes after every slot already handed out, and whether
+    /// Discord's block (rather than the bot's own record) decides it.
+    fn earliest_and_why(&self, not_before: Instant) -> (Instant, bool) {
         let mut t = not_before;
-        if let Some(blocked) = self.blocked_until {
-            t = t.max(blocked);
-        }
         if let Some(&last) = self.recent.back() {
             t = t.max(last);
         }
         if self.recent.len() >= self.limit {
             t = t.max(self.recent[self.recent.len() - self.limit] + self.period);
         }
-        t
+        match self.blocked_until {
+            Some(blocked) if blocked > t => (blocked, true),
+            _ => (t, false),
+        }
     }
 
     fn take(&mut self, t: Instant) {
@@ -423,7 +427,7 @@ impl Pacer {
             .or_insert_with(|| Window::new(limit, period));
         let budget_busy = state.global.is_busy(from, now);
         state.global.prune(from);
-        let channel_ready = channel.earliest(from);
+        let (channel_ready, by_discord) = channel.earliest_and_why(from);
         let slot = state.global.earliest(channel_ready, now);
         state.global.take(slot);
         channel.take(slot);
@@ -432,6 +436,7 @@ impl Pacer {
             channel_hold: (channel_ready > now).then(|| Hold {
                 until: channel_ready,
                 length: channel_ready - now,
+                by_discord,
             }),
             budget_busy,
         }
@@ -628,6 +633,7 @@ mod tests {
         let hold = Hold {
             until: window_end,
             length: CHANNEL_PERIOD,
+            by_discord: false,
         };
         assert_eq!(sixth.channel_hold, Some(hold));
     }
@@ -784,7 +790,10 @@ mod tests {
             let ch = rng.gen_range(0..12u64);
             let (before, channel_from) = {
                 let state = pacer.state.lock().unwrap();
-                let from = state.channels.get(&ch).map_or(now, |w| w.earliest(now));
+                let from = state
+                    .channels
+                    .get(&ch)
+                    .map_or(now, |w| w.earliest_and_why(now).0);
                 (all.clone(), from)
             };
             let slot = pacer.reserve(ch, now, now).slot;

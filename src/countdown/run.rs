@@ -28,13 +28,16 @@ pub const REANCHOR_AFTER: Duration = Duration::from_secs(1);
 /// millisecond of it would move every later number, a ratchet that only
 /// adds up.
 pub const FOLLOW_AT: Duration = Duration::from_millis(5);
-/// A number its channel's window held back this long or longer moves the
-/// schedule even with room in the global budget: the window is out of step
-/// with the schedule (Discord's window opened by requests this process does
-/// not know of, such as a previous process's before a restart, or a reply),
-/// and it would hold every fifth number back by as much again, the next one
-/// bunched after it. Followed once, the windows open on the schedule.
-/// Shorter holds are arrival jitter at a window's edge (see [`FOLLOW_AT`]).
+/// A number Discord's window (its `Remaining: 0`, not the bot's own record)
+/// held back this long or longer moves the schedule even with room in the
+/// global budget: that window is out of step with the schedule (opened by
+/// requests this process does not know of, such as the previous process's
+/// before a restart), and it would hold every fifth number back by as much
+/// again, the next one bunched after it. Followed once, the windows open on
+/// the schedule. Shorter holds are arrival jitter at a window's edge (see
+/// [`FOLLOW_AT`]); a hold of the bot's own record comes from its own late
+/// request (a stall of the machine), and following it would make every
+/// later number as late.
 pub const FOLLOW_ALONE: Duration = Duration::from_millis(50);
 pub const TICK: Duration = Duration::from_secs(1);
 /// An answer older than this is the earlier message of a repeated nonce
@@ -206,7 +209,8 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
             // the budget the held number alone is late: followed, every
             // later number of 5,000 countdowns came 13 ms late after 20 s.
             let follow = |hold: &Hold| {
-                (budget_busy && hold.length >= FOLLOW_AT) || hold.length >= FOLLOW_ALONE
+                (budget_busy && hold.length >= FOLLOW_AT)
+                    || (hold.by_discord && hold.length >= FOLLOW_ALONE)
             };
             channel_hold.filter(follow).map(|hold| {
                 tracing::debug!(
