@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use super::StorageError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RETENTION_TABLES};
 
 /// Rows deleted per statement.
 pub const BATCH: i64 = 1000;
@@ -20,27 +20,18 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 /// to the journal in between.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// One statement per table, each deleting at most `$2` rows older than
-/// `$1` seconds. Command rows keep no task alive: their `task_id` is set to
-/// NULL when their task goes (the foreign key's `ON DELETE SET NULL`).
-const DELETES: [(&str, &str); 3] = [
-    (
-        "tasks",
-        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
-         WHERE status <> 'running' AND finished_at < now() - make_interval(secs => $1) \
-         ORDER BY id LIMIT $2)",
-    ),
-    (
-        "command_errors",
-        "DELETE FROM command_errors WHERE id IN (SELECT id FROM command_errors \
-         WHERE created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)",
-    ),
-    (
-        "general_errors",
-        "DELETE FROM general_errors WHERE id IN (SELECT id FROM general_errors \
-         WHERE created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)",
-    ),
-];
+// One statement per table, each deleting at most `$2` rows older than `$1`
+// seconds. Command rows keep no task alive: their `task_id` is set to NULL
+// when their task goes (the foreign key's `ON DELETE SET NULL`).
+const DELETE_TASKS: &str = "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
+     WHERE status <> 'running' AND finished_at < now() - make_interval(secs => $1) \
+     ORDER BY id LIMIT $2)";
+const DELETE_COMMAND_ERRORS: &str = "DELETE FROM command_errors WHERE id IN \
+     (SELECT id FROM command_errors \
+     WHERE created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)";
+const DELETE_GENERAL_ERRORS: &str = "DELETE FROM general_errors WHERE id IN \
+     (SELECT id FROM general_errors \
+     WHERE created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)";
 
 /// Deletes every row older than `keep`, in batches; returns the rows
 /// deleted per table.
@@ -52,14 +43,18 @@ pub async fn delete_old(
 ) -> Result<[u64; 3], StorageError> {
     let mut deleted = [0u64; 3];
     let secs = keep.as_secs_f64();
-    for (i, (table, sql)) in DELETES.iter().enumerate() {
+    for (i, table) in RETENTION_TABLES.iter().enumerate() {
         loop {
             if stop.is_cancelled() {
                 return Ok(deleted);
             }
             let n = {
                 let client = pool.get().await?;
-                let statement = client.prepare_cached(sql).await?;
+                let statement = match *table {
+                    "tasks" => client.prepare_cached(DELETE_TASKS).await?,
+                    "command_errors" => client.prepare_cached(DELETE_COMMAND_ERRORS).await?,
+                    _ => client.prepare_cached(DELETE_GENERAL_ERRORS).await?,
+                };
                 client.execute(&statement, &[&secs, &BATCH]).await?
             };
             deleted[i] += n;
