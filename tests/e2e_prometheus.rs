@@ -10,6 +10,11 @@
 //! alert rule does not load, names an unknown metric, or fires on a healthy
 //! bot; and when CountdownBotDown does not go pending once the bot is killed.
 //! A missing `prometheus` binary fails the test (it is installed by `.ci/run`).
+//!
+//! A second test follows an alert to a person: the bot's target vanishes
+//! from discovery, the stack's Alertmanager (Debian's binary, or
+//! `ALERTMANAGER_BIN`) posts `CountdownBotAbsent` to a Discord webhook of
+//! the fake, and the resolved message when the bot is back.
 
 mod common;
 
@@ -91,9 +96,9 @@ fn free_port() -> u16 {
 /// discovery of the service `bot` becomes a static target `bot_addr`, Prometheus' own target its test port, every
 /// interval 1 s, and the rule files are the repository's (absolute path).
 /// Job names, labels and everything else stay as they are.
-fn test_config(bot_addr: &str, own_addr: &str) -> String {
+fn test_config(setup: &Setup, own_addr: &str) -> String {
     let original = std::fs::read_to_string(repo().join("prometheus/prometheus.yml")).unwrap();
-    let rules_dir = repo().join("prometheus/rules");
+    let rules_dir = &setup.rules_dir;
     let mut swapped = BTreeMap::<&str, usize>::new();
     let mut out = String::new();
     for line in original.lines() {
@@ -114,12 +119,24 @@ fn test_config(bot_addr: &str, own_addr: &str) -> String {
             format!("{indent}- {}/*.yml", rules_dir.display())
         } else if trimmed == "dns_sd_configs:" {
             *swapped.entry("dns_sd_configs").or_default() += 1;
-            format!("{indent}static_configs:")
+            match &setup.bot {
+                Discovery::Static(_) => format!("{indent}static_configs:"),
+                Discovery::File(_) => format!("{indent}file_sd_configs:"),
+            }
         } else if trimmed == "- names: [\"bot\"]" {
             *swapped.entry("bot").or_default() += 1;
-            format!("{indent}- targets: [\"{bot_addr}\"]")
+            match &setup.bot {
+                Discovery::Static(addr) => format!("{indent}- targets: [\"{addr}\"]"),
+                Discovery::File(path) => format!("{indent}- files: [\"{}\"]", path.display()),
+            }
+        } else if trimmed == "refresh_interval: 15s" && matches!(setup.bot, Discovery::File(_)) {
+            format!("{indent}refresh_interval: 1s")
         } else if ["type: A", "port: 8080", "refresh_interval: 15s"].contains(&trimmed) {
             continue;
+        } else if trimmed == "- targets: [\"alertmanager:9093\"]" && setup.alertmanager.is_some() {
+            *swapped.entry("alertmanager").or_default() += 1;
+            let addr = setup.alertmanager.as_deref().unwrap_or_default();
+            format!("{indent}- targets: [\"{addr}\"]")
         } else if line.contains("\"localhost:9090\"") {
             *swapped.entry("localhost:9090").or_default() += 1;
             line.replace("\"localhost:9090\"", &format!("\"{own_addr}\""))
@@ -144,7 +161,29 @@ fn test_config(bot_addr: &str, own_addr: &str) -> String {
         );
     }
     assert_eq!(swapped["bot"], 1, "one bot target expected");
+    if setup.alertmanager.is_some() {
+        assert!(
+            swapped.contains_key("alertmanager"),
+            "prometheus/prometheus.yml changed shape: no alertmanager target to swap"
+        );
+    }
     out
+}
+
+/// Where the test's Prometheus finds the bot.
+enum Discovery {
+    /// A fixed target.
+    Static(String),
+    /// A file of targets (`file_sd_configs`), which the test rewrites: an
+    /// empty list is what Docker's DNS gives for a stopped container.
+    File(PathBuf),
+}
+
+/// What a test's copy of `prometheus.yml` points at.
+struct Setup {
+    bot: Discovery,
+    rules_dir: PathBuf,
+    alertmanager: Option<String>,
 }
 
 /// A Prometheus server of this test: killed (by its PID) and its data
@@ -158,6 +197,17 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(bin: &Path, bot_addr: &str) -> Prometheus {
+        Self::start_with(
+            bin,
+            &Setup {
+                bot: Discovery::Static(bot_addr.to_owned()),
+                rules_dir: repo().join("prometheus/rules"),
+                alertmanager: None,
+            },
+        )
+    }
+
+    fn start_with(bin: &Path, setup: &Setup) -> Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "countdown-prometheus-{}-{}",
             std::process::id(),
@@ -166,7 +216,7 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, test_config(bot_addr, &addr)).unwrap();
+        std::fs::write(&config, test_config(setup, &addr)).unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
@@ -806,4 +856,259 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// `ALERTMANAGER_BIN`, else Debian's `prometheus-alertmanager` or
+/// `alertmanager` on PATH; none is a failure (`.ci/run` installs it).
+fn alertmanager_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ALERTMANAGER_BIN") {
+        return PathBuf::from(bin);
+    }
+    for name in ["prometheus-alertmanager", "alertmanager"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file());
+        if let Some(path) = found {
+            return path;
+        }
+    }
+    panic!(
+        "no alertmanager binary: apt-get install prometheus-alertmanager, or set ALERTMANAGER_BIN"
+    );
+}
+
+/// The stack's `alertmanager.yml`, pointed at `webhook_url` and with
+/// intervals of seconds. Debian's Alertmanager (0.25) has no
+/// `webhook_url_file` (added in 0.27), so the file's URL goes inline; both
+/// post the same body. Everything else (route, grouping, inhibitions, the
+/// Discord message) is the stack's.
+fn alertmanager_test_config(webhook_url: &str) -> String {
+    let original =
+        std::fs::read_to_string(repo().join("prometheus/alertmanager/alertmanager.yml")).unwrap();
+    let mut swapped = 0;
+    let out: Vec<String> = original
+        .lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let trimmed = line.trim_start();
+            let mut swap = |to: String| {
+                swapped += 1;
+                to
+            };
+            if trimmed.starts_with("- webhook_url_file:") {
+                swap(format!("{indent}- webhook_url: {webhook_url}"))
+            } else if trimmed.starts_with("group_wait:") {
+                swap(format!("{indent}group_wait: 1s"))
+            } else if trimmed.starts_with("group_interval:") {
+                swap(format!("{indent}group_interval: 2s"))
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(
+        swapped, 3,
+        "prometheus/alertmanager/alertmanager.yml changed shape (update alertmanager_test_config)"
+    );
+    out.join("\n")
+}
+
+/// The bot's alert rules with every `for:` cut to 2 s: what the rules say
+/// stays (promtool's unit tests hold the durations), the test does not
+/// wait minutes for it.
+fn fast_rules(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("prometheus/rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let fast: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                if line.trim_start().starts_with("for:") {
+                    format!("{indent}for: 2s")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(dir.join(path.file_name().unwrap()), fast.join("\n")).unwrap();
+    }
+}
+
+/// An Alertmanager of this test: killed (by its PID) on drop.
+struct Alertmanager {
+    child: Option<Child>,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Alertmanager {
+    async fn start(webhook_url: &str) -> Alertmanager {
+        let dir = std::env::temp_dir().join(format!(
+            "countdown-alertmanager-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(
+            dir.join("alertmanager.yml"),
+            alertmanager_test_config(webhook_url),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.join("alertmanager.log")).unwrap();
+        let child = Command::new(alertmanager_bin())
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            // No cluster: no gossip port, nothing leaves 127.0.0.1.
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start alertmanager");
+        let am = Alertmanager {
+            child: Some(child),
+            addr,
+            dir,
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = http.get(format!("http://{}/-/ready", am.addr)).send().await;
+            if matches!(ready, Ok(r) if r.status().is_success()) {
+                return am;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager never ready:\n{}",
+                am.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("alertmanager.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("----- alertmanager log -----\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The embed titles Alertmanager posted to the Discord webhook.
+fn titles(messages: &[fake_discord::WebhookMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .flat_map(|m| m.body["embeds"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["title"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The whole path to a person: the bot is killed and its target vanishes
+/// from discovery (what Docker's DNS does for a stopped container), the
+/// stack's rules fire `CountdownBotAbsent`, the stack's Alertmanager posts
+/// it to a Discord channel's webhook (the fake's, held against Discord's
+/// schema like every request); the bot comes back, and the resolved
+/// message follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_gone_from_discovery_reaches_a_discord_channel_and_so_does_its_return() {
+    let prometheus = prometheus_bin();
+    let fake = fake().await;
+    let alerts_channel = channel(&fake, 7, 29);
+    let webhook = fake.create_webhook(alerts_channel);
+    let am = Alertmanager::start(&webhook).await;
+    let db = TestDb::create().await;
+    let mut bot = Bot::start_ready(&fake, &db, &[]).await;
+
+    let dir = std::env::temp_dir().join(format!(
+        "countdown-alerting-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    fast_rules(&dir.join("rules"));
+    let targets = dir.join("bot-targets.json");
+    let discover = |addr: Option<&str>| {
+        let list = match addr {
+            Some(a) => serde_json::json!([{ "targets": [a] }]),
+            None => serde_json::json!([]),
+        };
+        // Written whole, then renamed: Prometheus never reads half a file.
+        let tmp = dir.join("bot-targets.json.tmp");
+        std::fs::write(&tmp, list.to_string()).unwrap();
+        std::fs::rename(&tmp, &targets).unwrap();
+    };
+    discover(Some(&bot.metrics_addr));
+    let mut prom = Prometheus::start_with(
+        &prometheus,
+        &Setup {
+            bot: Discovery::File(targets.clone()),
+            rules_dir: dir.join("rules"),
+            alertmanager: Some(am.addr.clone()),
+        },
+    );
+    prom.wait_ready().await;
+    prom.wait_value(r#"up{job="countdown"}"#, |v| v == 1.0)
+        .await;
+    assert!(
+        fake.webhook_messages().is_empty(),
+        "a healthy bot pages nobody: {:?}",
+        titles(&fake.webhook_messages())
+    );
+
+    // The container stops: the process is gone, and so is its target.
+    bot.kill9();
+    discover(None);
+    let fired = fake
+        .wait_webhook_messages(Duration::from_secs(60), |m| {
+            titles(m)
+                .iter()
+                .any(|t| t.contains("[FIRING:1]") && t.contains("CountdownBotAbsent"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", prom.log(), am.log()));
+    let message = fired
+        .iter()
+        .find(|m| {
+            titles(std::slice::from_ref(m))
+                .iter()
+                .any(|t| t.contains("CountdownBotAbsent"))
+        })
+        .unwrap();
+    assert_eq!(message.channel_id, alerts_channel);
+    let description = message.body["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("docs/alerts.md#countdownbotabsent"),
+        "the message links its runbook: {description}"
+    );
+
+    // It comes back.
+    let bot = Bot::start_ready(&fake, &db, &[]).await;
+    discover(Some(&bot.metrics_addr));
+    fake.wait_webhook_messages(Duration::from_secs(60), |m| {
+        titles(m)
+            .iter()
+            .any(|t| t.contains("[RESOLVED]") && t.contains("CountdownBotAbsent"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", prom.log(), am.log()));
+    drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,6 +22,7 @@ mod payloads;
 mod ratelimit;
 mod rest;
 mod state;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use interactions::InteractionRef;
 pub use ratelimit::BucketModel;
 pub use state::{
     Author, Exchange, InteractionEdit, InteractionResponse, PostedMessage, RequestRecord, Stats,
+    WebhookMessage,
 };
 
 use state::Shared;
@@ -157,6 +159,11 @@ impl FakeDiscord {
         let app = Router::new()
             .nest("/api/v10", rest::router(shared.clone()))
             .route("/gateway", get(gateway::upgrade))
+            // Discord's unversioned path, as its webhook URLs are given out.
+            .route(
+                "/api/webhooks/{webhook_id}/{token}",
+                axum::routing::post(webhooks::execute_unversioned),
+            )
             .nest("/_test", control::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
@@ -537,6 +544,41 @@ impl FakeDiscord {
 
     pub fn set_channel_limit(&self, l: Option<(u32, Duration)>) {
         self.shared().world().limits.channel = l;
+    }
+
+    /// Creates an incoming webhook posting into `channel_id` and returns its
+    /// URL, as Discord shows it (`<base>/api/webhooks/<id>/<token>`).
+    pub fn create_webhook(&self, channel_id: u64) -> String {
+        let mut w = self.shared().world();
+        let id = w.snowflake();
+        let token = format!("fake-webhook-token-{id}");
+        w.webhooks.insert(
+            id,
+            webhooks::Webhook {
+                channel_id,
+                token: token.clone(),
+            },
+        );
+        format!("{}/api/webhooks/{id}/{token}", self.base_url())
+    }
+
+    /// What was posted through incoming webhooks, in order.
+    pub fn webhook_messages(&self) -> Vec<WebhookMessage> {
+        self.shared().world().webhook_messages.clone()
+    }
+
+    /// Waits until the webhook messages satisfy `done`, and returns them.
+    pub async fn wait_webhook_messages(
+        &self,
+        timeout: Duration,
+        done: impl FnMut(&[WebhookMessage]) -> bool,
+    ) -> anyhow::Result<Vec<WebhookMessage>> {
+        match self.shared().wait_webhook_messages(timeout, done).await {
+            Ok(messages) => Ok(messages),
+            Err(got) => anyhow::bail!(
+                "fake-discord: timed out after {timeout:?} waiting for webhook messages; got {got:?}"
+            ),
+        }
     }
 
     /// Takes away (or gives back) the bot's Read Message History in

@@ -57,6 +57,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             post(crate::interactions::callback),
         )
         .route(
+            "/webhooks/{webhook_id}/{token}",
+            post(crate::webhooks::execute),
+        )
+        .route(
             "/webhooks/{application_id}/{token}/messages/@original",
             patch(crate::interactions::edit_original),
         )
@@ -188,7 +192,10 @@ async fn answer(shared: Arc<Shared>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let method = req.method().clone();
     let path = original_path(&req);
-    let needs_auth = !(method == Method::GET && path == "/api/v10/gateway");
+    // A webhook's token in its path is its authorisation.
+    let open_route = (method == Method::GET && path == "/api/v10/gateway")
+        || (method == Method::POST && path.starts_with("/api/v10/webhooks/"));
+    let needs_auth = !open_route;
     let mut resp = if needs_auth && !authorized(req.headers()) {
         json_response(
             StatusCode::UNAUTHORIZED,

@@ -153,6 +153,18 @@ pub struct Exchange {
     pub response: Option<Value>,
 }
 
+/// A message posted through an incoming webhook (`POST /webhooks/{id}/{token}`).
+#[derive(Clone, Debug, Serialize)]
+pub struct WebhookMessage {
+    pub webhook_id: u64,
+    pub channel_id: u64,
+    pub content: String,
+    /// The body as the sender posted it (`embeds` and all).
+    pub body: Value,
+    #[serde(skip)]
+    pub at: Instant,
+}
+
 /// A fault armed for the next message POSTs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Fault {
@@ -216,6 +228,9 @@ pub(crate) struct World {
     pub stats: Stats,
     pub requests: Vec<RequestRecord>,
     pub exchanges: Vec<Exchange>,
+    /// Incoming webhooks by id, and what was posted through them.
+    pub webhooks: HashMap<u64, crate::webhooks::Webhook>,
+    pub webhook_messages: Vec<WebhookMessage>,
     pub faults: Faults,
     pub limits: Limits,
     pub gw: GatewayState,
@@ -456,6 +471,8 @@ impl Shared {
                 stats: Stats::default(),
                 requests: Vec::with_capacity(config.history_capacity),
                 exchanges: Vec::new(),
+                webhooks: HashMap::new(),
+                webhook_messages: Vec::new(),
                 faults: Faults::default(),
                 limits: Limits::new(
                     config.global_limit,
@@ -529,6 +546,29 @@ impl Shared {
 
     /// Waits (woken by each new message) until `channel_id` holds `count`
     /// messages. `Err` carries what was there at the deadline.
+    /// Waits until the webhook messages satisfy `done`.
+    pub(crate) async fn wait_webhook_messages(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[WebhookMessage]) -> bool,
+    ) -> Result<Vec<WebhookMessage>, Vec<WebhookMessage>> {
+        let mut rx = self.messages_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let messages = self.world().webhook_messages.clone();
+            if done(&messages) {
+                return Ok(messages);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(self.world().webhook_messages.clone());
+            }
+        }
+    }
+
     pub(crate) async fn wait_messages(
         &self,
         channel_id: u64,
