@@ -158,7 +158,10 @@ esac
 # pgAdmin refuses a login e-mail its validator (email_validator, deliverability
 # not checked) finds invalid, and then restarts forever. What it refuses in
 # practice: no domain with a dot (admin@localhost), a special-use domain
-# (.localhost, .local, .test, .invalid, .onion, .arpa), or no address at all.
+# (.localhost, .local, .test, .invalid, .onion, .arpa), a top-level domain not
+# ending in a letter, a domain character other than a-z, 0-9, - and . (or
+# non-ASCII), a dot at either end of the name or two in a row, or no address
+# at all. .ci/pgadmin-check compares these verdicts with pgAdmin's own.
 email_ok() {
   e=$1
   case $e in
@@ -168,6 +171,9 @@ email_ok() {
   esac
   # Characters an unquoted address never has.
   if printf '%s' "$e" | grep -q '[]["()<>;:,\\]'; then return 1; fi
+  case ${e%@*} in
+    .* | *. | *..*) return 1 ;;
+  esac
   domain=$(printf '%s' "${e#*@}" | tr 'A-Z' 'a-z')
   case $domain in
     *.*) ;;
@@ -176,10 +182,13 @@ email_ok() {
   case $domain in
     .* | *. | *..* | -* | *.-* | *-.* | *- ) return 1 ;;
   esac
+  # A host name: a-z, 0-9, - and . (non-ASCII ones are IDNA names); labels
+  # of at most 63 characters.
+  [ -z "$(printf '%s' "$domain" | LC_ALL=C tr -d 'a-z0-9.\200-\377-')" ] || return 1
+  if printf '%s' "$domain" | tr '.' '\n' | LC_ALL=C grep -q '.\{64\}'; then return 1; fi
   case ${domain##*.} in
     localhost | local | test | invalid | onion | arpa) return 1 ;;
-    *[!0-9]*) ;;
-    *) return 1 ;; # an all-digit top-level domain (an IP address)
+    *[0-9]) return 1 ;; # a top-level domain ends in a letter (no IP address)
   esac
   return 0
 }
