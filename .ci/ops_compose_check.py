@@ -1,7 +1,7 @@
 """The rules of docker-compose.yaml, for .ci/ops-checks.
 
     python3 .ci/ops_compose_check.py RENDERED RAW EXAMPLE SENTINEL_ENV \
-        SENTINEL_RENDERED SECRETS_DIR ALERTMANAGER_YML NO_CHOWN
+        SENTINEL_RENDERED SECRETS_DIR ALERTMANAGER_YML NO_CHOWN [DEMO_RENDERED]
 
 RENDERED            `docker-compose config` with config.env.example
 RAW                 docker-compose.yaml itself
@@ -12,6 +12,7 @@ SECRETS_DIR         what docker/setup.sh wrote from SENTINEL_ENV, one
                     directory per service
 ALERTMANAGER_YML    prometheus/alertmanager/alertmanager.yml
 NO_CHOWN            1 when setup ran without root (file owners not checked)
+DEMO_RENDERED       `docker-compose --profile demo config` with config.env.example
 
 Prints one `ok:` line per group of rules, or every broken rule and exits 1.
 """
@@ -24,9 +25,25 @@ import sys
 
 import yaml
 
-EXPECTED_SERVICES = {
+STACK_SERVICES = {
     "setup", "bot", "db", "pgadmin", "prometheus", "alertmanager", "postgres-exporter", "grafana",
 }
+# The profile `demo`: the bot counting against the fake Discord, with no token.
+DEMO_PROFILE = "demo"
+DEMO_SERVICES = {"fake-discord", "db-demo", "bot-demo"}
+DEMO_NETWORK = "demo"
+EXPECTED_SERVICES = STACK_SERVICES | DEMO_SERVICES
+# Services whose image has the HEALTHCHECK (Dockerfile, docker/fake-discord.Dockerfile).
+IMAGE_HEALTHCHECK = {"bot", "bot-demo", "fake-discord"}
+# The only credential-looking variables docker-compose.yaml may set: the
+# demo's, fixed values that are no secret (a dummy token only the fake on
+# the demo's internal network sees; the role of a throwaway database).
+DEMO_ENV = {
+    ("bot-demo", "DISCORD_TOKEN"): "demo-token-for-the-fake-discord",
+    ("bot-demo", "POSTGRES_USER"): "countdown",
+    ("db-demo", "POSTGRES_USER"): "countdown",
+}
+FAKE_DISCORD_URL = "http://fake-discord:3000"
 
 # Each secrets volume and the one service that mounts it (setup writes them all).
 VOLUME_OWNERS = {
@@ -88,6 +105,7 @@ def environment(svc):
 def main() -> None:
     (rendered_path, raw_path, example_path, sentinel_env_path, sentinel_rendered_path,
      secrets_dir, alertmanager_path, no_chown) = sys.argv[1:9]
+    demo_rendered_path = sys.argv[9] if len(sys.argv) > 9 else None
     rendered = yaml.safe_load(open(rendered_path))
     raw_text = open(raw_path).read()
     raw = yaml.safe_load(raw_text)
@@ -126,8 +144,8 @@ def main() -> None:
             errors.append(f"{name}: no restart policy")
         if "container_name" in svc:
             errors.append(f"{name}: fixed container_name")
-        # The bot's healthcheck is in the Dockerfile.
-        if name != "bot" and name not in one_shots and "healthcheck" not in svc:
+        # The bot's and the fake Discord's healthchecks are in their Dockerfiles.
+        if name not in IMAGE_HEALTHCHECK and name not in one_shots and "healthcheck" not in svc:
             errors.append(f"{name}: no healthcheck")
         for port in svc.get("ports", []):
             text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
@@ -151,6 +169,62 @@ def main() -> None:
                 errors.append(f"{name}: image {image!r} is not pinned to an exact version")
         if "env_file" in svc:
             errors.append(f"{name}: env_file hands a whole file to the service; setup gives each service its own values")
+
+    # --- the demo profile ----------------------------------------------------------------
+    # The stack starts with a plain `up`; the demo only with --profile demo,
+    # on its own internal network, needing nothing of the stack nor of config.env.
+    demo_errors = len(errors)
+    for name, svc in services.items():
+        profiles = svc.get("profiles") or []
+        if name in DEMO_SERVICES:
+            if profiles != [DEMO_PROFILE]:
+                errors.append(f"{name}: profiles are {profiles}, expected ['{DEMO_PROFILE}']")
+            networks = sorted(svc.get("networks") or {})
+            if networks != [DEMO_NETWORK]:
+                errors.append(f"{name}: networks are {networks}, expected ['{DEMO_NETWORK}'] alone")
+            if svc.get("volumes"):
+                errors.append(f"{name}: a demo service mounts nothing (no config.env, no secrets, no data)")
+            for dep in svc.get("depends_on") or {}:
+                if dep not in DEMO_SERVICES:
+                    errors.append(f"{name}: the demo depends on {dep}, a service of the stack")
+        else:
+            if profiles:
+                errors.append(f"{name}: has profiles {profiles}; the stack's services start with a plain `up`")
+            if DEMO_NETWORK in (svc.get("networks") or {}):
+                errors.append(f"{name}: is on the demo's network")
+            for dep in svc.get("depends_on") or {}:
+                if dep in DEMO_SERVICES:
+                    errors.append(f"{name}: depends on the demo's {dep}")
+        if environment(svc).get("POSTGRES_HOST_AUTH_METHOD") not in (None, "scram-sha-256") and name != "db-demo":
+            errors.append(f"{name}: POSTGRES_HOST_AUTH_METHOD is the throwaway demo database's alone")
+    if not ((rendered.get("networks") or {}).get(DEMO_NETWORK) or {}).get("internal"):
+        errors.append(f"the network {DEMO_NETWORK} is not internal: the demo's dummy token must reach nothing but the fake")
+    bot_demo_env = environment(services.get("bot-demo", {}))
+    if bot_demo_env.get("DISCORD_API_URL") != FAKE_DISCORD_URL:
+        errors.append(f"bot-demo: DISCORD_API_URL is {bot_demo_env.get('DISCORD_API_URL')!r}, expected {FAKE_DISCORD_URL}")
+    for var in ("POSTGRES_HOST", "DATABASE_URL", "DATABASE_URL_FILE", "DISCORD_TOKEN_FILE", "POSTGRES_PASSWORD_FILE"):
+        if var == "POSTGRES_HOST":
+            if bot_demo_env.get(var) != "db-demo":
+                errors.append(f"bot-demo: POSTGRES_HOST is {bot_demo_env.get(var)!r}, expected db-demo")
+        elif var in bot_demo_env:
+            errors.append(f"bot-demo: sets {var}; its database is db-demo, its token the dummy one")
+    if "working_dir" in services.get("bot-demo", {}):
+        errors.append("bot-demo: a working_dir could hold a config.env; the image's (/app) holds none")
+    command = services.get("fake-discord", {}).get("command") or []
+    for flag, value in (("--addr", "0.0.0.0:3000"), ("--public-url", FAKE_DISCORD_URL)):
+        if flag not in command or command[command.index(flag) + 1:command.index(flag) + 2] != [value]:
+            errors.append(f"fake-discord: command lacks {flag} {value} ({command})")
+    if "--demo-traffic" not in command:
+        errors.append("fake-discord: command lacks --demo-traffic (the traffic the demo shows)")
+    if demo_rendered_path:
+        demo_services = (yaml.safe_load(open(demo_rendered_path)) or {}).get("services") or {}
+        if set(demo_services) != EXPECTED_SERVICES:
+            errors.append(f"--profile demo: services are {sorted(demo_services)}, expected {sorted(EXPECTED_SERVICES)}")
+        elif demo_services != services:
+            errors.append("--profile demo renders the services otherwise than a plain config")
+    if len(errors) == demo_errors:
+        print("  ok: profile demo (fake-discord, db-demo, bot-demo): --profile demo renders; its own internal"
+              " network, no volume, no dependency on the stack, the bot on the fake with a dummy token")
 
     # The comments speak of Compose v2 and say how to update the pins.
     for lineno, line in enumerate(raw_text.splitlines(), 1):
@@ -194,6 +268,10 @@ def main() -> None:
     # names a file of /run/countdown, and that file is one setup writes.
     for name, svc in raw["services"].items():
         for key, value in environment(svc).items():
+            if (name, key) in DEMO_ENV:
+                if value != DEMO_ENV[(name, key)]:
+                    errors.append(f"{name}: {key} must be the demo's fixed {DEMO_ENV[(name, key)]!r}")
+                continue
             if SECRET_NAME.search(key) and not (key.endswith("_FILE") and str(value).startswith(SECRETS_MOUNT + "/")):
                 errors.append(f"{name}: {key} set in docker-compose.yaml; credentials come from setup's files ({SECRETS_MOUNT})")
             if isinstance(value, str) and value.startswith(SECRETS_MOUNT + "/"):

@@ -14,6 +14,7 @@
 
 mod commands;
 mod control;
+pub mod demo;
 mod gateway;
 mod history;
 mod interactions;
@@ -63,6 +64,12 @@ pub struct FakeConfig {
     pub channel_model: BucketModel,
     /// Where to listen (default `127.0.0.1:0`, an ephemeral port).
     pub addr: SocketAddr,
+    /// The URL clients reach the fake at, e.g. `http://fake-discord:3000`
+    /// in a compose network: what [`FakeDiscord::base_url`] returns and the
+    /// gateway URL (`GET /gateway`, READY's `resume_gateway_url`) is built
+    /// from. Default `None`: `http://` + the bound address, right when it is
+    /// not a wildcard such as 0.0.0.0.
+    pub public_url: Option<String>,
     /// How long an enforced nonce deduplicates (default 5 min).
     pub nonce_ttl: Duration,
     /// Privileged intents the application may use (bits of GUILD_MEMBERS,
@@ -102,6 +109,7 @@ impl Default for FakeConfig {
             channel_limit: None,
             channel_model: BucketModel::default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
             nonce_ttl: Duration::from_secs(300),
             privileged_intents: 0,
             echo_own_messages: true,
@@ -185,7 +193,8 @@ impl FakeDiscord {
         &self.inner.shared
     }
 
-    /// `http://127.0.0.1:PORT`: what the bot gets as DISCORD_API_URL.
+    /// `http://127.0.0.1:PORT` (or `FakeConfig::public_url`): what the bot
+    /// gets as DISCORD_API_URL.
     pub fn base_url(&self) -> String {
         self.shared().base_url()
     }
@@ -435,6 +444,18 @@ impl FakeDiscord {
     /// Messages the bot created in `channel_id`, in order of creation.
     pub fn messages(&self, channel_id: u64) -> Vec<PostedMessage> {
         self.shared().channel_messages(channel_id)
+    }
+
+    /// The messages of `channel_id` from the `from`-th on (0-based): what
+    /// [`messages`](Self::messages) gives past its first `from`, without
+    /// copying those.
+    pub fn messages_from(&self, channel_id: u64, from: usize) -> Vec<PostedMessage> {
+        self.shared().channel_messages_from(channel_id, from)
+    }
+
+    /// How many messages the bot created in `channel_id`.
+    pub fn message_count(&self, channel_id: u64) -> usize {
+        self.shared().channel_message_count(channel_id)
     }
 
     pub fn all_messages(&self) -> Vec<PostedMessage> {

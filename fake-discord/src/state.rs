@@ -380,6 +380,15 @@ impl World {
             .unwrap_or_default()
     }
 
+    /// The messages of `channel_id` from the `from`-th on (0-based).
+    pub(crate) fn channel_messages_from(&self, channel_id: u64, from: usize) -> Vec<PostedMessage> {
+        self.by_channel
+            .get(&channel_id)
+            .and_then(|idx| idx.get(from..))
+            .map(|idx| idx.iter().map(|i| self.messages[*i].clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The public user object of a known (or unknown) user id.
     pub(crate) fn user_json(&self, id: u64, bot_id: u64) -> Value {
         if id == bot_id {
@@ -423,6 +432,8 @@ pub(crate) struct Shared {
     pub echo_own_messages: bool,
     pub record_exchanges: bool,
     pub addr: SocketAddr,
+    /// `FakeConfig::public_url`, without a trailing slash.
+    pub public_url: Option<String>,
     pub started: Instant,
     /// When the bot "joined" every guild.
     pub joined_at: String,
@@ -454,6 +465,10 @@ impl Shared {
             echo_own_messages: config.echo_own_messages,
             record_exchanges: config.record_exchanges,
             addr,
+            public_url: config
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
             started: Instant::now(),
             joined_at: payloads::timestamp(joined),
             interaction_window: config.interaction_window,
@@ -504,11 +519,23 @@ impl Shared {
     }
 
     pub(crate) fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub(crate) fn gateway_url(&self) -> String {
-        format!("ws://{}/gateway", self.addr)
+        match &self.public_url {
+            Some(url) => {
+                let ws = match url.strip_prefix("https://") {
+                    Some(rest) => format!("wss://{rest}"),
+                    None => format!("ws://{}", url.strip_prefix("http://").unwrap_or(url)),
+                };
+                format!("{ws}/gateway")
+            }
+            None => format!("ws://{}/gateway", self.addr),
+        }
     }
 
     pub(crate) fn ms_since_start(&self, at: Instant) -> u64 {
@@ -542,6 +569,14 @@ impl Shared {
     /// The messages created in `channel_id`, in order.
     pub(crate) fn channel_messages(&self, channel_id: u64) -> Vec<PostedMessage> {
         self.world().channel_messages(channel_id)
+    }
+
+    pub(crate) fn channel_messages_from(&self, channel_id: u64, from: usize) -> Vec<PostedMessage> {
+        self.world().channel_messages_from(channel_id, from)
+    }
+
+    pub(crate) fn channel_message_count(&self, channel_id: u64) -> usize {
+        self.world().by_channel.get(&channel_id).map_or(0, Vec::len)
     }
 
     /// Waits (woken by each new message) until `channel_id` holds `count`
