@@ -149,6 +149,10 @@ for name in POSTGRES_PASSWORD POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_PASSWORD 
   fi
 done
 [ -n "$grafana_user" ] || problem "GF_SECURITY_ADMIN_USER is empty in config.env"
+# Without a token the bot exits at once and restarts forever.
+[ -n "$(value DISCORD_TOKEN)" ] || problem "DISCORD_TOKEN is empty in config.env: the bot needs its \
+token (Discord developer portal > your application > Bot). To see it work without one: \
+docker compose --profile demo up --build fake-discord bot-demo"
 # Grafana expands $NAME, ${NAME} and $__file{...} in every value of its
 # provisioning files, the password read from its file included.
 case $reader_password in
