@@ -186,12 +186,99 @@ struct Setup {
     alertmanager: Option<String>,
 }
 
-/// A Prometheus server of this test: killed (by its PID) and its data
-/// removed on drop; its log is printed when the test fails.
-struct Prometheus {
+/// A server of this test (Prometheus, Alertmanager): a temp dir of its own
+/// (with `data/` and its log), killed by its PID and the dir removed on
+/// drop; its log is printed when the test fails.
+struct Daemon {
+    name: &'static str,
     child: Option<Child>,
-    base: String,
     dir: PathBuf,
+    /// Where it listens (`127.0.0.1:<free port>`).
+    addr: String,
+}
+
+impl Daemon {
+    /// A temp dir for `name`, with `data/` in it, and a free address.
+    fn prepare(name: &'static str) -> (PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "countdown-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        (dir, format!("127.0.0.1:{}", free_port()))
+    }
+
+    fn spawn(
+        name: &'static str,
+        bin: &Path,
+        dir: PathBuf,
+        addr: String,
+        args: &[String],
+    ) -> Daemon {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Daemon {
+            name,
+            child: Some(child),
+            dir,
+            addr,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+
+    /// Waits for `GET /-/ready` (both servers have it).
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited with {status}:\n{}", self.name, self.log());
+            }
+            let ready = http
+                .get(format!("http://{}/-/ready", self.addr))
+                .send()
+                .await;
+            if matches!(ready, Ok(r) if r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never ready:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Child::kill signals this child's PID only.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Prometheus server of this test.
+struct Prometheus {
+    daemon: Daemon,
+    base: String,
     http: reqwest::Client,
 }
 
@@ -208,32 +295,17 @@ impl Prometheus {
     }
 
     fn start_with(bin: &Path, setup: &Setup) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!(
-            "countdown-prometheus-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
+        let (dir, addr) = Daemon::prepare("prometheus");
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, test_config(setup, &addr)).unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let args = [
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address={addr}"),
+        ];
         Prometheus {
-            child: Some(child),
             base: format!("http://{addr}"),
-            dir,
+            daemon: Daemon::spawn("prometheus", bin, dir, addr, &args),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -242,26 +314,11 @@ impl Prometheus {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("prometheus exited with {status}:\n{}", self.log());
-            }
-            let ready = self.http.get(format!("{}/-/ready", self.base)).send().await;
-            if matches!(ready, Ok(r) if r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus never ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.daemon.wait_ready(&self.http).await;
     }
 
     /// `data` of a successful API answer; any error fails the test.
@@ -356,20 +413,6 @@ impl Prometheus {
                 )
             })
             .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Child::kill signals this child's PID only.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
-            eprintln!("----- prometheus log -----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -936,78 +979,30 @@ fn fast_rules(dir: &Path) {
     }
 }
 
-/// An Alertmanager of this test: killed (by its PID) on drop.
+/// An Alertmanager of this test.
 struct Alertmanager {
-    child: Option<Child>,
-    addr: String,
-    dir: PathBuf,
+    daemon: Daemon,
 }
 
 impl Alertmanager {
     async fn start(webhook_url: &str) -> Alertmanager {
-        let dir = std::env::temp_dir().join(format!(
-            "countdown-alertmanager-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(
-            dir.join("alertmanager.yml"),
-            alertmanager_test_config(webhook_url),
-        )
-        .unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.join("alertmanager.log")).unwrap();
-        let child = Command::new(alertmanager_bin())
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
+        let (dir, addr) = Daemon::prepare("alertmanager");
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(&config, alertmanager_test_config(webhook_url)).unwrap();
+        let args = [
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address={addr}"),
             // No cluster: no gossip port, nothing leaves 127.0.0.1.
-            .arg("--cluster.listen-address=")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start alertmanager");
-        let am = Alertmanager {
-            child: Some(child),
-            addr,
-            dir,
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = http.get(format!("http://{}/-/ready", am.addr)).send().await;
-            if matches!(ready, Ok(r) if r.status().is_success()) {
-                return am;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alertmanager never ready:\n{}",
-                am.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            "--cluster.listen-address=".to_owned(),
+        ];
+        let mut daemon = Daemon::spawn("alertmanager", &alertmanager_bin(), dir, addr, &args);
+        daemon.wait_ready(&reqwest::Client::new()).await;
+        Alertmanager { daemon }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("alertmanager.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
-            eprintln!("----- alertmanager log -----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.daemon.log()
     }
 }
 
@@ -1059,7 +1054,7 @@ async fn a_bot_gone_from_discovery_reaches_a_discord_channel_and_so_does_its_ret
         &Setup {
             bot: Discovery::File(targets.clone()),
             rules_dir: dir.join("rules"),
-            alertmanager: Some(am.addr.clone()),
+            alertmanager: Some(am.daemon.addr.clone()),
         },
     );
     prom.wait_ready().await;

@@ -184,10 +184,7 @@ impl Delivery {
                 Err(error) => error,
             };
             drop(in_flight);
-            self.metrics
-                .send_errors
-                .with_label_values(&[error.kind()])
-                .inc();
+            self.count_failure(&error);
             failures += 1;
             let edge_race = is_edge_race(&error);
             if edge_race {
@@ -236,6 +233,14 @@ impl Delivery {
 }
 
 impl Delivery {
+    /// One failed attempt, in `countdown_send_errors_total{kind}`.
+    fn count_failure(&self, error: &SendError) {
+        self.metrics
+            .send_errors
+            .with_label_values(&[error.kind()])
+            .inc();
+    }
+
     /// Waits while the fence is closed: another instance may be the leader.
     /// A late ping only closes it for a moment; a lost leadership cancels
     /// `cancel` and ends the wait.
@@ -279,10 +284,7 @@ impl Delivery {
                 Err(error) => error,
             };
             drop(in_flight);
-            self.metrics
-                .send_errors
-                .with_label_values(&[error.kind()])
-                .inc();
+            self.count_failure(&error);
             if !error.is_retryable() || started.elapsed() >= self.policy.give_up_after {
                 return Err(DeliveryError::Failed(error));
             }
