@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::commands::policy::StopPolicy;
-
 /// Everything the bot reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -280,6 +278,41 @@ fn duration_or(
             format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"),
         )
     })
+}
+
+/// `STOP_POLICY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopPolicy {
+    /// Anyone who can talk to the bot in the channel (the default, as
+    /// before slash commands).
+    #[default]
+    Anyone,
+    /// The user who started the countdown, or a member with Manage Messages
+    /// in the channel.
+    StarterOrManager,
+}
+
+impl StopPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopPolicy::Anyone => "anyone",
+            StopPolicy::StarterOrManager => "starter_or_manager",
+        }
+    }
+}
+
+impl FromStr for StopPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "anyone" => Ok(StopPolicy::Anyone),
+            "starter_or_manager" => Ok(StopPolicy::StarterOrManager),
+            other => Err(format!(
+                "{other:?} is neither \"anyone\" nor \"starter_or_manager\""
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

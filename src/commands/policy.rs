@@ -2,52 +2,19 @@
 //! and the Stop button. Pure: the caller says who is asking and whether
 //! they hold Manage Messages in the channel; this says yes or no.
 
-use std::str::FromStr;
-
 /// Discord's MANAGE_MESSAGES permission bit.
 pub const MANAGE_MESSAGES: u64 = 1 << 13;
 /// Discord's ADMINISTRATOR permission bit (implies every other one).
 pub const ADMINISTRATOR: u64 = 1 << 3;
 
-/// `STOP_POLICY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StopPolicy {
-    /// Anyone who can talk to the bot in the channel (the default, as
-    /// before slash commands).
-    #[default]
-    Anyone,
-    /// The user who started the countdown, or a member with Manage Messages
-    /// in the channel.
-    StarterOrManager,
-}
+pub use crate::config::StopPolicy;
 
 impl StopPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopPolicy::Anyone => "anyone",
-            StopPolicy::StarterOrManager => "starter_or_manager",
-        }
-    }
-
     /// May `actor` stop a countdown started by `starter`?
     pub fn allows(self, actor: &Actor, starter: u64) -> bool {
         match self {
             StopPolicy::Anyone => true,
             StopPolicy::StarterOrManager => actor.user_id == starter || actor.manages_messages,
-        }
-    }
-}
-
-impl FromStr for StopPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "anyone" => Ok(StopPolicy::Anyone),
-            "starter_or_manager" => Ok(StopPolicy::StarterOrManager),
-            other => Err(format!(
-                "{other:?} is neither \"anyone\" nor \"starter_or_manager\""
-            )),
         }
     }
 }
