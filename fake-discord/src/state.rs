@@ -579,53 +579,51 @@ impl Shared {
         self.world().by_channel.get(&channel_id).map_or(0, Vec::len)
     }
 
-    /// Waits (woken by each new message) until `channel_id` holds `count`
-    /// messages. `Err` carries what was there at the deadline.
-    /// Waits until the webhook messages satisfy `done`.
-    pub(crate) async fn wait_webhook_messages(
+    /// Waits (woken by each new message) until what `read` gives satisfies
+    /// `done`. `Err` carries what was there at the deadline.
+    async fn wait_for<T>(
         &self,
         timeout: Duration,
-        mut done: impl FnMut(&[WebhookMessage]) -> bool,
-    ) -> Result<Vec<WebhookMessage>, Vec<WebhookMessage>> {
+        read: impl Fn(&Self) -> Vec<T>,
+        mut done: impl FnMut(&[T]) -> bool,
+    ) -> Result<Vec<T>, Vec<T>> {
         let mut rx = self.messages_tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             rx.borrow_and_update();
-            let messages = self.world().webhook_messages.clone();
-            if done(&messages) {
-                return Ok(messages);
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return Err(self.world().webhook_messages.clone());
-            }
-        }
-    }
-
-    pub(crate) async fn wait_messages(
-        &self,
-        channel_id: u64,
-        timeout: Duration,
-        mut done: impl FnMut(&[PostedMessage]) -> bool,
-    ) -> Result<Vec<PostedMessage>, Vec<PostedMessage>> {
-        let mut rx = self.messages_tx.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            rx.borrow_and_update();
-            let messages = self.channel_messages(channel_id);
-            if done(&messages) {
-                return Ok(messages);
+            let items = read(self);
+            if done(&items) {
+                return Ok(items);
             }
             // The sender lives in `self`, so `changed` only ends by timing out.
             if tokio::time::timeout_at(deadline, rx.changed())
                 .await
                 .is_err()
             {
-                return Err(self.channel_messages(channel_id));
+                return Err(read(self));
             }
         }
+    }
+
+    /// Waits until the messages of `channel_id` satisfy `done`.
+    pub(crate) async fn wait_messages(
+        &self,
+        channel_id: u64,
+        timeout: Duration,
+        done: impl FnMut(&[PostedMessage]) -> bool,
+    ) -> Result<Vec<PostedMessage>, Vec<PostedMessage>> {
+        self.wait_for(timeout, |s| s.channel_messages(channel_id), done)
+            .await
+    }
+
+    /// Waits until the webhook messages satisfy `done`.
+    pub(crate) async fn wait_webhook_messages(
+        &self,
+        timeout: Duration,
+        done: impl FnMut(&[WebhookMessage]) -> bool,
+    ) -> Result<Vec<WebhookMessage>, Vec<WebhookMessage>> {
+        self.wait_for(timeout, |s| s.world().webhook_messages.clone(), done)
+            .await
     }
 
     /// Waits until the gateway status satisfies `pred`; false on timeout.
