@@ -167,11 +167,7 @@ impl FakeDiscord {
         let app = Router::new()
             .nest("/api/v10", rest::router(shared.clone()))
             .route("/gateway", get(gateway::upgrade))
-            // Discord's unversioned path, as its webhook URLs are given out.
-            .route(
-                "/api/webhooks/{webhook_id}/{token}",
-                axum::routing::post(webhooks::execute_unversioned),
-            )
+            .merge(rest::unversioned_router(shared.clone()))
             .nest("/_test", control::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());

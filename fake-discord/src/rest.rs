@@ -169,12 +169,31 @@ async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         .unwrap_or_default();
     shared.world().exchanges.push(Exchange {
         method,
-        path: path.strip_prefix("/api/v10").unwrap_or(&path).to_string(),
+        path: route_path(&path).to_string(),
         request,
         status: parts.status.as_u16(),
         response: serde_json::from_slice::<Value>(&bytes).ok(),
     });
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The path without Discord's `/api/v10` (or unversioned `/api`) prefix.
+fn route_path(path: &str) -> &str {
+    path.strip_prefix("/api/v10")
+        .or_else(|| path.strip_prefix("/api"))
+        .unwrap_or(path)
+}
+
+/// Discord's unversioned `/api` routes the fake serves (an incoming
+/// webhook's URL, as Discord gives it out), behind the same middleware as
+/// `/api/v10`.
+pub(crate) fn unversioned_router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/api/webhooks/{webhook_id}/{token}",
+            post(crate::webhooks::execute),
+        )
+        .route_layer(middleware::from_fn_with_state(shared, api_layer))
 }
 
 /// The path as the client sent it (the router strips the `/api/v10` it is
@@ -193,8 +212,8 @@ async fn answer(shared: Arc<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = original_path(&req);
     // A webhook's token in its path is its authorisation.
-    let open_route = (method == Method::GET && path == "/api/v10/gateway")
-        || (method == Method::POST && path.starts_with("/api/v10/webhooks/"));
+    let open_route = (method == Method::GET && route_path(&path) == "/gateway")
+        || (method == Method::POST && route_path(&path).starts_with("/webhooks/"));
     let needs_auth = !open_route;
     let mut resp = if needs_auth && !authorized(req.headers()) {
         json_response(

@@ -1,5 +1,6 @@
 //! Incoming webhooks, as Alertmanager's Discord receiver uses them:
-//! `POST /api/webhooks/{id}/{token}` (and the same under `/api/v10`).
+//! `POST /api/webhooks/{id}/{token}` (and the same under `/api/v10`), both
+//! behind the REST middleware.
 //!
 //! As Discord documents it: the token in the path is the authorisation (no
 //! `Authorization` header); an unknown id or a wrong token is 404 Unknown
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::payloads;
 use crate::rest::{json_response, parse_json, reject, Reject};
-use crate::state::{Exchange, Shared, WebhookMessage};
+use crate::state::{Shared, WebhookMessage};
 
 /// A webhook of the fake: posts into `channel_id`.
 #[derive(Debug, Clone)]
@@ -81,32 +82,6 @@ pub(crate) async fn execute(
     raw: Bytes,
 ) -> Response {
     answer(&shared, &id, &token, &query, &raw)
-}
-
-/// [`execute`] on Discord's unversioned path (`/api/webhooks/…`), which
-/// does not pass the `/api/v10` middleware: the exchange is recorded here.
-pub(crate) async fn execute_unversioned(
-    State(shared): State<Arc<Shared>>,
-    Path((id, token)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    raw: Bytes,
-) -> Response {
-    let resp = answer(&shared, &id, &token, &query, &raw);
-    if !shared.record_exchanges {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    shared.world().exchanges.push(Exchange {
-        method: "POST".into(),
-        path: format!("/webhooks/{id}/{token}"),
-        request: serde_json::from_slice(&raw).ok(),
-        status: parts.status.as_u16(),
-        response: serde_json::from_slice(&bytes).ok(),
-    });
-    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 fn answer(
