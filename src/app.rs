@@ -14,10 +14,8 @@ use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::CommandService;
+use crate::commands::{self, CommandService};
 use crate::config::Settings;
-use crate::countdown::delivery::{Delivery, RetryPolicy};
-use crate::countdown::pacer::Pacer;
 use crate::countdown::{Limits, Scheduler};
 use crate::discord::handler::Handler;
 use crate::discord::interactions::Interactions;
@@ -25,9 +23,11 @@ use crate::discord::registration::Registration;
 use crate::discord::sender::DiscordSink;
 use crate::discord::{self};
 use crate::leader::{Elector, Term};
-use crate::metrics::Metrics;
+use crate::metrics::{KnownLabels, Metrics};
 use crate::resume::Resumer;
+use crate::send::{Delivery, Pacer, RetryPolicy, SendError};
 use crate::server::{self, Readiness};
+use crate::storage::tasks::TaskStatus;
 use crate::storage::{self, Journal};
 
 /// How often progress is written (one batched statement per flush).
@@ -38,6 +38,7 @@ const SEND_GRACE: Duration = Duration::from_secs(3);
 /// Runs the bot until `shutdown` is cancelled (or the gateway fails).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
+    metrics.seed(&known_labels());
     metrics.rate_budget.set(i64::from(settings.global_rate));
     metrics.max_active.set(settings.max_active as i64);
     metrics
@@ -291,5 +292,45 @@ async fn apply_schema(pool: &Pool, metrics: &Metrics, shutdown: &CancellationTok
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Every value of the metrics' bounded labels, from the enums that own them.
+fn known_labels() -> KnownLabels {
+    let mut known = KnownLabels {
+        send_error_kinds: SendError::KINDS.to_vec(),
+        end_statuses: TaskStatus::FINAL.map(TaskStatus::as_str).to_vec(),
+        retention_tables: storage::retention::TABLES.to_vec(),
+        ..KnownLabels::default()
+    };
+    commands::known_labels(&mut known);
+    known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_value_of_the_bot_is_a_series_from_the_start() {
+        let metrics = Metrics::new().unwrap();
+        metrics.seed(&known_labels());
+        let text = metrics.render().unwrap();
+        for series in [
+            "countdown_commands_total{command=\"help\"} 0",
+            "countdown_commands_by_source_total{command=\"help\",source=\"dm\"} 0",
+            "countdown_commands_by_source_total{command=\"stop\",source=\"button\"} 0",
+            "countdown_invalid_commands_total{reason=\"not_a_number\"} 0",
+            "countdown_wrong_commands_total{reason=\"busy_bot\"} 0",
+            "countdown_wrong_commands_total{reason=\"not_allowed\"} 0",
+            "countdown_send_errors_total{kind=\"invalid_response\"} 0",
+            "countdown_countdowns_ended_total{status=\"expired\"} 0",
+            "countdown_retention_deleted_total{table=\"general_errors\"} 0",
+        ] {
+            assert!(text.contains(series), "missing {series}");
+        }
+        // Pairs that cannot happen are not drawn as series.
+        assert!(!text.contains("command=\"help\",source=\"button\""));
+        assert!(!text.contains("command=\"help\",source=\"slash\""));
     }
 }

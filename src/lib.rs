@@ -5,7 +5,8 @@
 //! - [`config`]: settings from the environment, validated at start.
 //! - [`discord`]: the serenity adapter (gateway events in, messages out).
 //! - [`commands`]: the grammar (pure) and carrying a command out.
-//! - [`countdown`]: scheduling, timing, the rate-limit pacer, delivery.
+//! - [`countdown`]: which countdowns run, and the timing of each.
+//! - [`send`]: how a request reaches Discord: the rate-limit pacer, delivery.
 //! - [`storage`]: PostgreSQL: schema, queries, the background journal.
 //! - [`resume`]: picking up `running` countdowns after a restart.
 //! - [`leader`]: which of several instances sends (PostgreSQL advisory lock).
@@ -20,6 +21,7 @@ pub mod discord;
 pub mod leader;
 pub mod metrics;
 pub mod resume;
+pub mod send;
 pub mod server;
 pub mod shutdown;
 pub mod storage;

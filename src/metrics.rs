@@ -10,28 +10,29 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::commands::parse::InvalidReason;
-use crate::commands::Source;
-
-/// Refusal reasons of `countdown_wrong_commands_total`.
-pub const WRONG_REASONS: [&str; 5] = [
-    "busy_channel",
-    "not_counting",
-    "not_allowed",
-    "busy_guild",
-    "busy_bot",
-];
-/// Commands of `countdown_commands_total` (and of the by-source counter).
-pub const COMMANDS: [&str; 4] = ["count", "stop", "status", "help"];
-/// Kinds of `countdown_send_errors_total`.
-pub const SEND_ERROR_KINDS: [&str; 6] = [
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "network",
-    "rejected",
-    "invalid_response",
-];
+/// The values each bounded label can take, so every series exists (at 0)
+/// from the start. They come from the enums that own them (the grammar,
+/// the admission rules, the sender, the task statuses, the retention), and
+/// the application hands them in ([`Metrics::seed`]): this module depends
+/// on nothing of the bot.
+#[derive(Debug, Default, Clone)]
+pub struct KnownLabels {
+    /// `countdown_commands_total{command}`.
+    pub commands: Vec<&'static str>,
+    /// `countdown_commands_by_source_total{source, command}`: the pairs that
+    /// can happen.
+    pub commands_by_source: Vec<(&'static str, &'static str)>,
+    /// `countdown_invalid_commands_total{reason}`.
+    pub invalid_reasons: Vec<&'static str>,
+    /// `countdown_wrong_commands_total{reason}`.
+    pub wrong_reasons: Vec<&'static str>,
+    /// `countdown_send_errors_total{kind}`.
+    pub send_error_kinds: Vec<&'static str>,
+    /// `countdown_countdowns_ended_total{status}`: the final statuses.
+    pub end_statuses: Vec<&'static str>,
+    /// `countdown_retention_deleted_total{table}`.
+    pub retention_tables: Vec<&'static str>,
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -68,9 +69,6 @@ pub struct Metrics {
     pub max_active: IntGauge,
     pub max_active_per_guild: IntGauge,
 }
-
-/// Tables of `countdown_retention_deleted_total`.
-pub const RETENTION_TABLES: [&str; 3] = ["tasks", "command_errors", "general_errors"];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -233,43 +231,10 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
-        for table in RETENTION_TABLES {
-            retention_deleted.with_label_values(&[table]);
-        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-
-        for command in COMMANDS {
-            commands.with_label_values(&[command]);
-        }
-        // Only the pairs that can happen: help is mention/DM only, the
-        // button only stops.
-        for source in Source::ALL {
-            for command in COMMANDS {
-                let possible = match (source, command) {
-                    (Source::Button, c) => c == "stop",
-                    (Source::Slash, c) => c != "help",
-                    _ => true,
-                };
-                if possible {
-                    commands_by_source.with_label_values(&[source.label(), command]);
-                }
-            }
-        }
-        for reason in InvalidReason::ALL {
-            invalid_commands.with_label_values(&[reason.label()]);
-        }
-        for reason in WRONG_REASONS {
-            wrong_commands.with_label_values(&[reason]);
-        }
-        for kind in SEND_ERROR_KINDS {
-            send_errors.with_label_values(&[kind]);
-        }
-        for status in ["finished", "stopped", "failed", "expired"] {
-            finished.with_label_values(&[status]);
-        }
 
         Ok(Metrics {
             registry,
@@ -300,6 +265,25 @@ impl Metrics {
         })
     }
 
+    /// Creates the series of every known label value, at 0.
+    pub fn seed(&self, known: &KnownLabels) {
+        let each = |vec: &IntCounterVec, values: &[&str]| {
+            for value in values {
+                vec.with_label_values(&[value]);
+            }
+        };
+        each(&self.commands, &known.commands);
+        for (source, command) in &known.commands_by_source {
+            self.commands_by_source
+                .with_label_values(&[source, command]);
+        }
+        each(&self.invalid_commands, &known.invalid_reasons);
+        each(&self.wrong_commands, &known.wrong_reasons);
+        each(&self.send_errors, &known.send_error_kinds);
+        each(&self.finished, &known.end_statuses);
+        each(&self.retention_deleted, &known.retention_tables);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
@@ -313,8 +297,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_design_metric_is_exported_before_any_event() {
-        let text = Metrics::new().unwrap().render().unwrap();
+    fn every_metric_and_every_seeded_label_is_exported_before_any_event() {
+        let metrics = Metrics::new().unwrap();
+        metrics.seed(&KnownLabels {
+            commands: vec!["count", "status"],
+            commands_by_source: vec![("button", "stop"), ("slash", "count")],
+            invalid_reasons: vec!["out_of_range"],
+            wrong_reasons: vec!["busy_channel"],
+            send_error_kinds: vec!["rate_limited"],
+            ..KnownLabels::default()
+        });
+        let text = metrics.render().unwrap();
         for name in [
             "countdown_commands_total{command=\"count\"} 0",
             "countdown_commands_total{command=\"status\"} 0",

@@ -24,12 +24,11 @@ use super::policy::{Actor, StopPolicy};
 use super::replies;
 use super::status::Snapshot;
 use super::throttle::ReplyBudget;
-use crate::countdown::delivery::Delivery;
-use crate::countdown::sink::Outgoing;
 use crate::countdown::{
     CountdownSpec, Limits, PendingStop, Refusal, Scheduler, StopRefused, Stopped,
 };
 use crate::metrics::Metrics;
+use crate::send::{Delivery, Outgoing};
 use crate::storage::tasks::{self, CommandError, NewTask};
 use crate::storage::{Journal, StorageError};
 

@@ -21,8 +21,7 @@
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{Delivery, DeliveryError};
-use super::sink::{Listed, PAGE};
+use crate::send::{Delivery, DeliveryError, Listed, PAGE};
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;

@@ -4,15 +4,11 @@
 //! - [`run`]: the timing of one countdown.
 //! - [`channel_check`]: what a countdown resumed past the nonce window finds
 //!   in its channel.
-//! - [`delivery`]: posting one message with retries.
-//! - [`pacer`]: the rate budget every request goes through.
-//! - [`sink`]: the interface to Discord the scheduler needs.
+//!
+//! Every message goes out through [`crate::send`].
 
 pub mod channel_check;
-pub mod delivery;
-pub mod pacer;
 pub mod run;
-pub mod sink;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,9 +19,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::send::Delivery;
 use crate::storage::tasks::{CommandError, TaskStatus};
 use crate::storage::Journal;
-use delivery::Delivery;
 pub use run::{CountdownSpec, Ended, Live};
 
 /// Admission caps.
@@ -44,6 +40,8 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::BusyChannel, Refusal::BusyGuild, Refusal::BusyBot];
+
     /// Label of `countdown_wrong_commands_total` and `command_errors.kind`.
     pub fn label(self) -> &'static str {
         match self {

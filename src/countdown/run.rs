@@ -13,10 +13,8 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::channel_check::{self, ResumeCheck, Scan};
-use super::delivery::{Delivery, DeliveryError, Posted};
-use super::pacer::Hold;
-use super::sink::{Outgoing, SendError};
 use crate::metrics::Metrics;
+use crate::send::{Delivery, DeliveryError, Hold, Outgoing, Posted, SendError};
 use crate::storage::Journal;
 
 /// A stall longer than this re-anchors the schedule.

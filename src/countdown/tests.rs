@@ -9,11 +9,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::channel_check::{snowflake_at, ResumeCheck};
-use super::delivery::{Delivery, RetryPolicy};
-use super::pacer::Pacer;
-use super::sink::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
 use super::*;
 use crate::metrics::Metrics;
+use crate::send::{
+    Delivered, Delivery, Listed, MessageSink, Outgoing, Pacer, RetryPolicy, SendError, PAGE,
+};
 use crate::storage::Journal;
 
 #[derive(Default)]

@@ -2,7 +2,7 @@
 //!
 //! - [`client`]: builds serenity's HTTP client and gateway client.
 //! - [`sender`]: posts messages with nonces and reads Discord's rate-limit
-//!   answers (implements the scheduler's [`MessageSink`](crate::countdown::sink::MessageSink)).
+//!   answers (implements the scheduler's [`MessageSink`](crate::send::MessageSink)).
 //! - [`handler`]: gateway events in, commands out.
 //! - [`interactions`]: slash commands and the Stop button, answered within
 //!   Discord's 3 s window.

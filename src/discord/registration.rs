@@ -17,8 +17,8 @@ use serenity::all::{
 };
 
 use crate::commands::parse::MAX_TARGET;
-use crate::countdown::pacer::Pacer;
 use crate::metrics::Metrics;
+use crate::send::Pacer;
 use crate::storage::Journal;
 
 /// Attempts before giving up until the next start.

@@ -4,18 +4,17 @@
 //! answer, and we need `Retry-After`, `X-RateLimit-*` and the 429 body.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
 use serenity::all::{
     ChannelId, CreateAllowedMentions, CreateMessage, Http, LightMethod, MessageId,
     MessageReference, MessageReferenceKind, Nonce, Request, Route,
 };
 
 use super::components;
-use crate::countdown::sink::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
+use crate::send::answer;
+use crate::send::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
 
 pub struct DiscordSink {
     http: Arc<Http>,
@@ -72,7 +71,7 @@ impl DiscordSink {
         if status.is_success() {
             Ok((headers, body))
         } else {
-            Err(classify_failure(status, &headers, &body))
+            Err(answer::failure(status, &headers, &body))
         }
     }
 }
@@ -101,13 +100,7 @@ impl MessageSink for DiscordSink {
         )
         .body(Some(body));
         let (headers, body) = self.execute(request).await?;
-        let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-        Ok(Delivered {
-            remaining: header(&headers, "x-ratelimit-remaining"),
-            reset_after: header::<f64>(&headers, "x-ratelimit-reset-after").and_then(seconds),
-            age: json.as_ref().and_then(message_age),
-            message_id: json.as_ref().and_then(|j| snowflake(j.get("id"))),
-        })
+        Ok(answer::delivered(&headers, &body))
     }
 
     async fn list_after(&self, channel_id: u64, after: u64) -> Result<Vec<Listed>, SendError> {
@@ -160,67 +153,9 @@ fn snowflake(v: Option<&serde_json::Value>) -> Option<u64> {
     v?.as_str()?.parse().ok()
 }
 
-/// Turns a non-2xx answer into a [`SendError`].
-pub fn classify_failure(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
-    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        let from_body = json
-            .as_ref()
-            .and_then(|j| j.get("retry_after"))
-            .and_then(serde_json::Value::as_f64);
-        let retry_after = from_body
-            .or_else(|| header::<f64>(headers, "retry-after"))
-            .and_then(seconds)
-            .unwrap_or(Duration::from_secs(1));
-        let global = json
-            .as_ref()
-            .and_then(|j| j.get("global"))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false)
-            || header::<String>(headers, "x-ratelimit-global").is_some_and(|v| v == "true")
-            || header::<String>(headers, "x-ratelimit-scope").is_some_and(|v| v == "global");
-        return SendError::RateLimited {
-            retry_after,
-            global,
-        };
-    }
-    if status.is_server_error() {
-        return SendError::Server {
-            status: status.as_u16(),
-        };
-    }
-    let message = json
-        .as_ref()
-        .and_then(|j| j.get("message"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| body.chars().take(200).collect());
-    SendError::Rejected {
-        status: status.as_u16(),
-        message,
-    }
-}
-
-/// Age of a message object, from its `timestamp`.
-fn message_age(json: &serde_json::Value) -> Option<Duration> {
-    let created = chrono::DateTime::parse_from_rfc3339(json.get("timestamp")?.as_str()?).ok()?;
-    (chrono::Utc::now() - created.with_timezone(&chrono::Utc))
-        .to_std()
-        .ok()
-}
-
-fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-fn seconds(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn numbers_carry_nonce_and_ping_nobody() {
@@ -287,41 +222,6 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_answers_are_read_from_body_and_headers() {
-        let mut headers = HeaderMap::new();
-        let err = classify_failure(
-            StatusCode::TOO_MANY_REQUESTS,
-            &headers,
-            r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#,
-        );
-        assert_eq!(
-            err,
-            SendError::RateLimited {
-                retry_after: Duration::from_millis(250),
-                global: false
-            }
-        );
-        headers.insert("retry-after", HeaderValue::from_static("2"));
-        headers.insert("x-ratelimit-global", HeaderValue::from_static("true"));
-        let err = classify_failure(StatusCode::TOO_MANY_REQUESTS, &headers, "");
-        assert_eq!(
-            err,
-            SendError::RateLimited {
-                retry_after: Duration::from_secs(2),
-                global: true
-            }
-        );
-    }
-
-    #[test]
-    fn the_age_of_a_returned_message_comes_from_its_timestamp() {
-        let old = (chrono::Utc::now() - chrono::Duration::seconds(3)).to_rfc3339();
-        let age = message_age(&serde_json::json!({ "id": "1", "timestamp": old })).unwrap();
-        assert!(age >= Duration::from_secs(3) && age < Duration::from_secs(4));
-        assert_eq!(message_age(&serde_json::json!("<html>")), None);
-    }
-
-    #[test]
     fn a_listing_is_read_oldest_first_with_its_stop_buttons() {
         let body = r#"[
             {"id":"30","author":{"id":"7"},"content":"2","components":[]},
@@ -337,28 +237,5 @@ mod tests {
         assert_eq!(listed[1].author_id, 9);
         assert_eq!(listed[2].stop_button_of, None);
         assert!(parse_listing("<html>").is_err());
-    }
-
-    #[test]
-    fn cloudflare_html_502_is_retryable() {
-        let err = classify_failure(
-            StatusCode::BAD_GATEWAY,
-            &HeaderMap::new(),
-            "<html><body>502 Bad Gateway</body></html>",
-        );
-        assert_eq!(err, SendError::Server { status: 502 });
-        assert!(err.is_retryable());
-    }
-
-    #[test]
-    fn missing_permission_is_not_retried() {
-        let err = classify_failure(
-            StatusCode::FORBIDDEN,
-            &HeaderMap::new(),
-            r#"{"message":"Missing Permissions","code":50013}"#,
-        );
-        assert_eq!(err.kind(), "rejected");
-        assert!(!err.is_retryable());
-        assert!(err.to_string().contains("Missing Permissions"));
     }
 }

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use super::StorageError;
-use crate::metrics::{Metrics, RETENTION_TABLES};
+use crate::metrics::Metrics;
 
 /// Rows deleted per statement.
 pub const BATCH: i64 = 1000;
@@ -19,6 +19,10 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 /// A pause between batches, so a large first clean-up leaves the database
 /// to the journal in between.
 const PAUSE: Duration = Duration::from_millis(50);
+
+/// The tables it deletes from (the `table` label of
+/// `countdown_retention_deleted_total`).
+pub const TABLES: [&str; 3] = ["tasks", "command_errors", "general_errors"];
 
 // One statement per table, each deleting at most `$2` rows older than `$1`
 // seconds. Command rows keep no task alive: their `task_id` is set to NULL
@@ -43,7 +47,7 @@ pub async fn delete_old(
 ) -> Result<[u64; 3], StorageError> {
     let mut deleted = [0u64; 3];
     let secs = keep.as_secs_f64();
-    for (i, table) in RETENTION_TABLES.iter().enumerate() {
+    for (i, table) in TABLES.iter().enumerate() {
         loop {
             if stop.is_cancelled() {
                 return Ok(deleted);

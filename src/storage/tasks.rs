@@ -23,6 +23,14 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// The statuses a countdown ends with.
+    pub const FINAL: [TaskStatus; 4] = [
+        TaskStatus::Finished,
+        TaskStatus::Stopped,
+        TaskStatus::Failed,
+        TaskStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Running => "running",

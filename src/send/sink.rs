@@ -74,6 +74,16 @@ pub enum SendError {
 
 impl SendError {
     /// Label for `countdown_send_errors_total{kind}`.
+    /// Every [`SendError::kind`].
+    pub const KINDS: [&'static str; 6] = [
+        "rate_limited",
+        "server_error",
+        "timeout",
+        "network",
+        "rejected",
+        "invalid_response",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             SendError::RateLimited { .. } => "rate_limited",

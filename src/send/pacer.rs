@@ -12,53 +12,19 @@
 //! global slot at or after its channel slot, and leaves the slots before it
 //! to others (see [`Budget`]). Windows are sliding ("at most N in any
 //! period"), the strictest reading of Discord's limits.
+//!
+//! The parts: [`super::window`] (a channel's bucket), [`super::budget`]
+//! (the global budget) and [`super::wake`] (leaving at the exact instant).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 
-/// Discord's per-channel bucket for posting messages.
-pub const CHANNEL_LIMIT: usize = 5;
-pub const CHANNEL_PERIOD: Duration = Duration::from_secs(5);
-// No margin is kept on top of `CHANNEL_PERIOD`, on purpose. A countdown
-// posts one number a second, which is exactly its channel's bucket (5 per
-// 5 s), so any margin is paid by every fifth number and carried by the
-// next window: 30 ms makes a countdown 1.006 s a number, 0.36 s late at
-// 60. Discord's buckets are leaky since 2022 (room for one comes back
-// every second), and there a countdown always has 4 to spare; the window
-// below is the stricter shape some routes still have. A fixed window opens
-// when the first request *arrives*, and arrivals jitter, so the 6th number,
-// sent exactly 5 s after the 1st, now and then arrives a millisecond inside
-// the window and gets a 429. That 429 says how long to wait (milliseconds);
-// the request gives its slot back and goes again (see
-// `Delivery::deliver`), so it costs that number a few ms and is counted in
-// `countdown_send_errors_total{kind="rate_limited"}`. On time wins: the
-// schedule is what users see. The global budget keeps its margin below,
-// where it costs no one's schedule.
-/// Added to a global slot the budget held back, past the moment the slot
-/// that fills the window leaves it. Discord counts a request when it
-/// *arrives*; a request sent exactly one period after another can arrive
-/// less than a period after it (the other left a few ms after its slot, or
-/// queued behind the 49 sent with it). Without this, 200 countdowns sharing
-/// the 50/s budget got 160–300 global 429s in 40 s, each retry lost its
-/// turn, and the budget was 64 % used. It costs 2 % of the budget, and only
-/// when the budget is exhausted: a request that fits goes at once.
-pub const GLOBAL_MARGIN: Duration = Duration::from_millis(20);
-
-/// A slot the budget holds back by more than this, or while slots are
-/// booked more than this ahead (a backlog), is spaced from the one booked
-/// before it (see [`Budget::earliest`]); one held back less with no
-/// backlog is a transient overlap and goes as soon as the window allows.
-/// 40 countdowns in lock-step, whose window openers come 20–40 ms late
-/// together (arrival jitter), put a late number and its on-time successor
-/// into one rolling second for many channels at once; spacing those
-/// held-back numbers 20 ms apart delayed the last ones by 200–460 ms, and
-/// the delay fed itself a second later. A backlog (the budget exhausted) is
-/// held back by far more than this, so it is still paced evenly.
-pub const SPACE_HELD_AFTER: Duration = Duration::from_millis(100);
+use super::budget::{Budget, GLOBAL_MARGIN};
+use super::wake::sleep_precisely_until;
+use super::window::{Window, CHANNEL_LIMIT, CHANNEL_PERIOD};
 
 /// How far before `now` a slot may be booked: a countdown's number is
 /// booked at its due time, not at the moment its task woke up for it (up to
@@ -78,16 +44,10 @@ pub struct Pacer {
 pub struct Grant {
     pub slot: Instant,
     pub channel_hold: Option<Hold>,
-    /// The global budget's last second was at least [`BUSY_SHARE`] full
+    /// The global budget's last second was at least [`BUSY_SHARE`](super::budget::BUSY_SHARE) full
     /// when the slot was booked.
     pub budget_busy: bool,
 }
-
-/// The share of the global budget in use above which it is "busy" (see
-/// [`Grant::budget_busy`]): a countdown held back by its channel's window
-/// follows it only then, since only then can two numbers of one channel in
-/// one rolling second overflow the budget (40 countdowns use 40 of 50).
-pub const BUSY_SHARE: (usize, usize) = (3, 4);
 
 /// The channel's bucket made a request wait past the moment it asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,202 +67,6 @@ struct State {
     channel_limit: usize,
     channel_period: Duration,
     acquisitions: u64,
-}
-
-/// Sliding window of the last `limit` slots, plus a block set by Discord.
-struct Window {
-    limit: usize,
-    period: Duration,
-    recent: VecDeque<Instant>,
-    blocked_until: Option<Instant>,
-}
-
-impl Window {
-    fn new(limit: usize, period: Duration) -> Self {
-        Window {
-            limit,
-            period,
-            recent: VecDeque::with_capacity(limit.min(1024)),
-            blocked_until: None,
-        }
-    }
-
-    /// The earliest slot at or after `not_before` that keeps this window's
-    /// promise and comes after every slot already handed out, and whether
-    /// Discord's block (rather than the bot's own record) decides it.
-    fn earliest_and_why(&self, not_before: Instant) -> (Instant, bool) {
-        let mut t = not_before;
-        if let Some(&last) = self.recent.back() {
-            t = t.max(last);
-        }
-        if self.recent.len() >= self.limit {
-            t = t.max(self.recent[self.recent.len() - self.limit] + self.period);
-        }
-        match self.blocked_until {
-            Some(blocked) if blocked > t => (blocked, true),
-            _ => (t, false),
-        }
-    }
-
-    fn take(&mut self, t: Instant) {
-        self.recent.push_back(t);
-        while self.recent.len() > self.limit {
-            self.recent.pop_front();
-        }
-    }
-
-    fn is_blocked_at(&self, t: Instant) -> bool {
-        self.blocked_until.is_some_and(|b| b > t)
-    }
-
-    fn block_until(&mut self, until: Instant) {
-        self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
-    }
-
-    fn is_idle_at(&self, now: Instant) -> bool {
-        let recent_done = self.recent.back().is_none_or(|&t| t + self.period <= now);
-        recent_done && !self.is_blocked_at(now)
-    }
-}
-
-/// The global budget: at most `limit` slots in any `period`, plus a block set
-/// by Discord. Unlike a channel's [`Window`], slots are not handed out in
-/// order: a request gets the earliest slot at or after the moment its
-/// channel allows that keeps the promise, even if a later slot was booked
-/// already.
-///
-/// Handing global slots out in order makes one channel's wait everyone's
-/// wait (tested in `tests/faults_abuse.rs`). 100 commands in one
-/// channel queue 100 replies behind its 5-per-5-s bucket, the last one
-/// 100 s ahead; every other channel's next slot came after it, so every
-/// countdown of the bot stopped for minutes. Even one reply in a counting
-/// channel (whose numbers use its whole bucket) delayed all countdowns by up
-/// to a second.
-struct Budget {
-    limit: usize,
-    period: Duration,
-    /// Slots handed out, sorted; past ones are kept for one `period`.
-    slots: VecDeque<Instant>,
-    blocked_until: Option<Instant>,
-    /// No slot fits anywhere between now and this: the search starts here
-    /// (slots are only ever added, so what was full stays full). Keeps a
-    /// burst of thousands of requests from scanning the same full seconds.
-    full_until: Option<Instant>,
-    /// [`GLOBAL_MARGIN`], or zero for the exact budget.
-    margin: Duration,
-}
-
-impl Budget {
-    fn new(limit: usize, period: Duration, margin: Duration) -> Self {
-        Budget {
-            limit,
-            period,
-            slots: VecDeque::with_capacity(limit.min(1024)),
-            blocked_until: None,
-            full_until: None,
-            margin,
-        }
-    }
-
-    /// Forgets slots that no window reaching `now` or later can contain.
-    fn prune(&mut self, now: Instant) {
-        while let Some(&first) = self.slots.front() {
-            if first + self.period <= now {
-                self.slots.pop_front();
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// `None` if one more slot at `t` keeps at most `limit` slots in every
-    /// window of `period` (no `limit + 1` consecutive slots, `t` among them,
-    /// spanning less than `period`). Otherwise the first moment after `t`
-    /// that may fit: every moment before it breaks the same window.
-    fn conflict(&self, t: Instant) -> Option<Instant> {
-        let p = self.slots.partition_point(|&s| s <= t);
-        let at = |i: usize| match i.cmp(&p) {
-            std::cmp::Ordering::Less => self.slots[i],
-            std::cmp::Ordering::Equal => t,
-            std::cmp::Ordering::Greater => self.slots[i - 1],
-        };
-        let len = self.slots.len() + 1;
-        (p.saturating_sub(self.limit)..=p)
-            .take_while(|i| i + self.limit < len)
-            .find(|&i| at(i + self.limit) - at(i) < self.period)
-            // The window's first booked slot (`t`'s successor when `t` leads
-            // it) must leave it before `t` fits.
-            .map(|i| if i < p { at(i) } else { at(i + 1) } + self.period)
-    }
-
-    /// The earliest slot at or after `not_before` that keeps the promise.
-    fn earliest(&mut self, not_before: Instant, now: Instant) -> Instant {
-        let from = not_before.max(self.blocked_until.unwrap_or(not_before));
-        let full = self.full_until.filter(|&f| f > now);
-        let mut t = match full {
-            Some(f) if f > from => f,
-            _ => from,
-        };
-        // A backlog: slots are booked well ahead, so every request held
-        // back is paced, whatever its own wait.
-        let backlog = self
-            .slots
-            .back()
-            .is_some_and(|&last| last > now + SPACE_HELD_AFTER);
-        loop {
-            while let Some(next) = self.conflict(t) {
-                t = next + self.margin;
-            }
-            // Held back by the budget (or a block from Discord): slots are
-            // spaced `(period + margin) / limit` apart from the one booked
-            // before, so the requests queued behind a full window go out at
-            // an even pace (and `limit` of them span the period plus the
-            // margin) instead of all at the instant it frees up: a burst of
-            // 50 arrives spread over milliseconds, and its first arrivals
-            // came inside the window of the burst before.
-            let held = t.saturating_duration_since(not_before);
-            if !held.is_zero() && (held > SPACE_HELD_AFTER || backlog) && !self.margin.is_zero() {
-                let gap = (self.period + self.margin) / self.limit as u32;
-                let p = self.slots.partition_point(|&s| s <= t);
-                if let Some(&prev) = p.checked_sub(1).and_then(|i| self.slots.get(i)) {
-                    if t < prev + gap {
-                        t = prev + gap;
-                        continue;
-                    }
-                }
-            }
-            break;
-        }
-        // Nothing fits between where the search started and `t`; if nothing
-        // unknown lies between now and that start, all of it is taken.
-        if from <= now || full.is_some_and(|f| from <= f) {
-            self.full_until = Some(t);
-        }
-        t
-    }
-
-    /// At least [`BUSY_SHARE`] of the budget was used in the second up to
-    /// `now` (from one period before `from`, inclusive: a countdown's
-    /// previous number is exactly one second before its next).
-    fn is_busy(&self, from: Instant, now: Instant) -> bool {
-        let start = from.checked_sub(self.period).unwrap_or(from);
-        let in_use =
-            self.slots.partition_point(|&s| s <= now) - self.slots.partition_point(|&s| s < start);
-        in_use * BUSY_SHARE.1 >= self.limit * BUSY_SHARE.0
-    }
-
-    fn take(&mut self, t: Instant) {
-        let p = self.slots.partition_point(|&s| s <= t);
-        self.slots.insert(p, t);
-    }
-
-    fn is_blocked_at(&self, t: Instant) -> bool {
-        self.blocked_until.is_some_and(|b| b > t)
-    }
-
-    fn block_until(&mut self, until: Instant) {
-        self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
-    }
 }
 
 impl Pacer {
@@ -398,16 +162,9 @@ impl Pacer {
     pub fn give_back(&self, channel_id: u64, slot: Instant) {
         let mut state = self.state.lock().expect("pacer state poisoned");
         if let Some(w) = state.channels.get_mut(&channel_id) {
-            if let Some(i) = w.recent.iter().rposition(|&t| t == slot) {
-                w.recent.remove(i);
-            }
+            w.give_back(slot);
         }
-        let global = &mut state.global;
-        if let Some(i) = global.slots.iter().rposition(|&t| t == slot) {
-            global.slots.remove(i);
-            // A hole may have opened in what was full.
-            global.full_until = None;
-        }
+        state.global.give_back(slot);
     }
 
     /// Books the earliest slot at or after `due` (but not more than
@@ -469,63 +226,6 @@ impl Pacer {
             .expect("pacer state poisoned")
             .global
             .block_until(until);
-    }
-}
-
-/// The lead of [`sleep_precisely_until`]: tokio's timer fires on the first
-/// millisecond tick at or after a deadline.
-const TIMER_TICK: Duration = Duration::from_millis(1);
-
-/// At most this many tasks yield-wait in [`sleep_precisely_until`] at once;
-/// more sleep on the timer alone. At 5,000 countdowns a window opens
-/// somewhere every millisecond, and yield-waiting for all of them kept both
-/// cores' workers spinning (bot CPU 42 % → 61 % of a core, numbers up to
-/// 100 ms late).
-const MAX_YIELD_WAITING: usize = 2;
-
-static YIELD_WAITING: AtomicUsize = AtomicUsize::new(0);
-
-/// Sleeps until `at`, without the timer's lateness: the timer wakes the task
-/// up to a tick early, and it yields to the runtime until `at`.
-///
-/// For a request its channel held back (the first of a window): Discord's
-/// window opens when that request *arrives*, and the next window can open
-/// only 5 s after, so whatever this request is late by, the first request of
-/// every later window is late by too. The timer's lateness (half a tick on
-/// average, plus the thread's wake-up: 1.2 ms median at 40 countdowns)
-/// added about 1 ms to a countdown at its channel's limit every 5 numbers.
-/// The cost is under a millisecond of yielding, once every 5 s per counting
-/// channel, and never more than [`MAX_YIELD_WAITING`] tasks at once.
-async fn sleep_precisely_until(at: Instant) {
-    struct Waiting;
-    impl Drop for Waiting {
-        fn drop(&mut self) {
-            YIELD_WAITING.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    if let Some(early) = at.checked_sub(TIMER_TICK) {
-        sleep_until(early).await;
-    }
-    if YIELD_WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_YIELD_WAITING {
-        YIELD_WAITING.fetch_sub(1, Ordering::Relaxed);
-        sleep_until(at).await;
-        return;
-    }
-    let _waiting = Waiting;
-    let mut last = None;
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return;
-        }
-        if last == Some(now) {
-            // The clock stands still (tokio's paused test clock moves
-            // only when every task sleeps): let the timer move it.
-            sleep_until(at).await;
-            return;
-        }
-        last = Some(now);
-        tokio::task::yield_now().await;
     }
 }
 
@@ -636,26 +336,6 @@ mod tests {
             by_discord: false,
         };
         assert_eq!(sixth.channel_hold, Some(hold));
-    }
-
-    /// Under the paused test clock the yielding part cannot see time move;
-    /// it hands over to the timer instead of spinning forever.
-    #[tokio::test(start_paused = true)]
-    async fn a_precise_sleep_ends_exactly_at_its_deadline() {
-        let at = Instant::now() + Duration::from_millis(1500);
-        sleep_precisely_until(at).await;
-        assert_eq!(Instant::now(), at);
-    }
-
-    /// On the real clock it never wakes early (early, a window's first
-    /// request would arrive before the window ended: a 429).
-    #[tokio::test]
-    async fn a_precise_sleep_never_ends_early() {
-        for micros in [0, 300, 1_000, 2_500] {
-            let at = Instant::now() + Duration::from_micros(micros);
-            sleep_precisely_until(at).await;
-            assert!(Instant::now() >= at);
-        }
     }
 
     #[tokio::test(start_paused = true)]
