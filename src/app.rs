@@ -154,6 +154,81 @@ async fn run_term(
         stop_sending.child_token(),
     ));
 
+    let Wired {
+        reqwest,
+        pacer,
+        scheduler,
+        handler,
+    } = wire(
+        settings,
+        pool,
+        metrics,
+        readiness,
+        term,
+        &journal,
+        &stop_sending,
+    )?;
+
+    let mut client =
+        discord::client::gateway_client(discord::client::http(settings, reqwest), handler)
+            .await
+            .context("cannot build the Discord client")?;
+    let shard_manager = client.shard_manager.clone();
+    // serenity asks `GET /gateway/bot` before it connects, outside the pacer.
+    pacer.book_external();
+    let mut gateway = tokio::spawn(async move { client.start().await });
+    tracing::info!(
+        api = settings
+            .discord_api_url
+            .as_deref()
+            .unwrap_or("https://discord.com"),
+        "connecting to Discord"
+    );
+
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => Ok(TermEnd::Shutdown),
+        _ = term.lost.cancelled() => Ok(TermEnd::LostLeadership),
+        ended = &mut gateway => match ended {
+            Ok(Ok(())) => Err(anyhow!("the Discord gateway closed")),
+            Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
+            Err(e) => Err(anyhow!(e).context("the gateway task panicked")),
+        },
+    };
+
+    wind_down(
+        &stop_sending,
+        readiness,
+        &scheduler,
+        journal_stop,
+        journal_task,
+        &shard_manager,
+    )
+    .await;
+    gateway.abort();
+    outcome
+}
+
+/// The services of one term, wired together.
+struct Wired {
+    /// The HTTP client the gateway's serenity client shares.
+    reqwest: reqwest::Client,
+    pacer: Arc<Pacer>,
+    scheduler: Scheduler,
+    handler: Handler,
+}
+
+/// Wires one term's services: the sink and the one pacer every request
+/// goes through, the scheduler, the command service, the resumer and the
+/// gateway's handler.
+fn wire(
+    settings: &Settings,
+    pool: &Pool,
+    metrics: &Metrics,
+    readiness: &Readiness,
+    term: &Term,
+    journal: &Journal,
+    stop_sending: &CancellationToken,
+) -> anyhow::Result<Wired> {
     let reqwest = discord::client::reqwest_client(settings.http_timeout)
         .context("cannot build the HTTP client")?;
     let sink = Arc::new(DiscordSink::new(
@@ -216,34 +291,24 @@ async fn run_term(
         readiness: readiness.clone(),
     };
 
-    let mut client =
-        discord::client::gateway_client(discord::client::http(settings, reqwest), handler)
-            .await
-            .context("cannot build the Discord client")?;
-    let shard_manager = client.shard_manager.clone();
-    // serenity asks `GET /gateway/bot` before it connects, outside the pacer.
-    pacer.book_external();
-    let mut gateway = tokio::spawn(async move { client.start().await });
-    tracing::info!(
-        api = settings
-            .discord_api_url
-            .as_deref()
-            .unwrap_or("https://discord.com"),
-        "connecting to Discord"
-    );
+    Ok(Wired {
+        reqwest,
+        pacer,
+        scheduler,
+        handler,
+    })
+}
 
-    let outcome = tokio::select! {
-        _ = shutdown.cancelled() => Ok(TermEnd::Shutdown),
-        _ = term.lost.cancelled() => Ok(TermEnd::LostLeadership),
-        ended = &mut gateway => match ended {
-            Ok(Ok(())) => Err(anyhow!("the Discord gateway closed")),
-            Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
-            Err(e) => Err(anyhow!(e).context("the gateway task panicked")),
-        },
-    };
-
-    // Stop taking commands, let in-flight sends finish, record progress,
-    // close the gateway.
+/// Ends a term in order: stop taking commands, let in-flight sends finish,
+/// record progress, close the gateway.
+async fn wind_down(
+    stop_sending: &CancellationToken,
+    readiness: &Readiness,
+    scheduler: &Scheduler,
+    journal_stop: CancellationToken,
+    journal_task: tokio::task::JoinHandle<()>,
+    shard_manager: &serenity::gateway::ShardManager,
+) {
     stop_sending.cancel();
     readiness.set_gateway(false);
     if !scheduler.shutdown(SEND_GRACE).await {
@@ -264,8 +329,6 @@ async fn run_term(
     {
         tracing::warn!("gateway did not close in time");
     }
-    gateway.abort();
-    outcome
 }
 
 /// Applies the schema, retrying while the database is down. False if

@@ -110,15 +110,66 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| {
-            lookup(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let vars = Vars(lookup);
+        let discord_token = discord_token(&vars)?;
+        let database = database(&vars)?;
+        let discord_api_url = discord_api_url(vars.get("DISCORD_API_URL"))?;
+        let max_active = vars.at_least_one("MAX_ACTIVE", vars.number("MAX_ACTIVE", 40)?)?;
+        let max_active_per_guild = vars.at_least_one(
+            "MAX_ACTIVE_PER_GUILD",
+            vars.number("MAX_ACTIVE_PER_GUILD", 5)?,
+        )?;
+        let global_rate = vars.at_least_one("GLOBAL_RATE", vars.number("GLOBAL_RATE", 50)?)?;
+        let http_timeout = vars.duration("DISCORD_HTTP_TIMEOUT", "10s")?;
+        if http_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "DISCORD_HTTP_TIMEOUT",
+                "must be above 0",
+            ));
+        }
+        Ok(Settings {
+            discord_token,
+            database,
+            discord_api_url,
+            metrics_addr: vars.number("METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            max_active,
+            max_active_per_guild,
+            global_rate,
+            resume_max_age: vars.duration("RESUME_MAX_AGE", "1h")?,
+            resume_check_after: vars.duration("RESUME_CHECK_AFTER", "60s")?,
+            retention: vars.duration("RETENTION", "90d")?,
+            http_timeout,
+            log_format: log_format(vars.get("LOG_FORMAT"))?,
+            stop_policy: match vars.get("STOP_POLICY") {
+                None => StopPolicy::default(),
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|reason| ConfigError::invalid("STOP_POLICY", reason))?,
+            },
+            command_guild_id: command_guild_id(vars.get("DISCORD_GUILD_ID"))?,
+        })
+    }
+}
 
-        // A secret comes from `NAME`, or from the file `NAME_FILE` names (a
-        // Docker or Kubernetes secret mounted as a file), never from both.
-        let secret = |var: &'static str, file_var: &'static str| match (get(var), get(file_var)) {
+/// The environment as the settings read it: a value is trimmed, and an
+/// empty one counts as unset.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A secret comes from `NAME`, or from the file `NAME_FILE` names (a
+    /// Docker or Kubernetes secret mounted as a file), never from both.
+    fn secret(
+        &self,
+        var: &'static str,
+        file_var: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        match (self.get(var), self.get(file_var)) {
             (Some(_), Some(_)) => Err(ConfigError::invalid(
                 file_var,
                 format!("set together with {var}; set one of them"),
@@ -128,125 +179,113 @@ impl Settings {
                 .map(|text| Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
                 .map_err(|e| ConfigError::invalid(file_var, format!("cannot read {path}: {e}"))),
             (None, None) => Ok(None),
-        };
-
-        let discord_token = secret("DISCORD_TOKEN", "DISCORD_TOKEN_FILE")?
-            .ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
-        if discord_token
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ConfigError::invalid(
-                "DISCORD_TOKEN",
-                "contains whitespace or control characters",
-            ));
         }
+    }
 
-        let database = match secret("DATABASE_URL", "DATABASE_URL_FILE")? {
-            Some(url) => DatabaseSettings::Url(SecretString::from(url)),
-            None => DatabaseSettings::Split {
-                host: get("POSTGRES_HOST").ok_or(ConfigError::Missing("DATABASE_URL"))?,
-                port: parse_or("POSTGRES_PORT", get("POSTGRES_PORT"), 5432)?,
-                dbname: get("POSTGRES_DB").ok_or(ConfigError::Missing("POSTGRES_DB"))?,
-                user: get("POSTGRES_USER").ok_or(ConfigError::Missing("POSTGRES_USER"))?,
-                password: SecretString::from(
-                    secret("POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE")?.unwrap_or_default(),
-                ),
-            },
-        };
-        database.pg_config()?;
+    /// A value parsed with `FromStr`, or `default` when unset.
+    fn number<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        parse_or(var, self.get(var), default)
+    }
 
-        let discord_api_url = match get("DISCORD_API_URL") {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Some(url.trim_end_matches('/').to_owned())
-            }
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "DISCORD_API_URL",
-                    "must start with http:// or https://",
-                ))
-            }
-            None => None,
-        };
+    /// A duration such as `90s`, `1h` or `90d`, or `default` when unset.
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        duration_or(var, self.get(var), default)
+    }
 
-        let metrics_addr = parse_or(
-            "METRICS_ADDR",
-            get("METRICS_ADDR"),
-            SocketAddr::from(([0, 0, 0, 0], 8080)),
-        )?;
-        let max_active: usize = parse_or("MAX_ACTIVE", get("MAX_ACTIVE"), 40)?;
-        let max_active_per_guild: usize =
-            parse_or("MAX_ACTIVE_PER_GUILD", get("MAX_ACTIVE_PER_GUILD"), 5)?;
-        let global_rate: u32 = parse_or("GLOBAL_RATE", get("GLOBAL_RATE"), 50)?;
-        for (var, value) in [
-            ("MAX_ACTIVE", max_active),
-            ("MAX_ACTIVE_PER_GUILD", max_active_per_guild),
-            ("GLOBAL_RATE", global_rate as usize),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(var, "must be at least 1"));
-            }
+    fn at_least_one<T: PartialEq + Default>(
+        &self,
+        var: &'static str,
+        value: T,
+    ) -> Result<T, ConfigError> {
+        if value == T::default() {
+            return Err(ConfigError::invalid(var, "must be at least 1"));
         }
+        Ok(value)
+    }
+}
 
-        let resume_max_age = duration_or("RESUME_MAX_AGE", get("RESUME_MAX_AGE"), "1h")?;
-        let resume_check_after =
-            duration_or("RESUME_CHECK_AFTER", get("RESUME_CHECK_AFTER"), "60s")?;
-        let retention = duration_or("RETENTION", get("RETENTION"), "90d")?;
-        let http_timeout = duration_or("DISCORD_HTTP_TIMEOUT", get("DISCORD_HTTP_TIMEOUT"), "10s")?;
-        if http_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "DISCORD_HTTP_TIMEOUT",
-                "must be above 0",
-            ));
+/// `DISCORD_TOKEN` (or `DISCORD_TOKEN_FILE`): required, one word.
+fn discord_token<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<SecretString, ConfigError> {
+    let token = vars
+        .secret("DISCORD_TOKEN", "DISCORD_TOKEN_FILE")?
+        .ok_or(ConfigError::Missing("DISCORD_TOKEN"))?;
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::invalid(
+            "DISCORD_TOKEN",
+            "contains whitespace or control characters",
+        ));
+    }
+    Ok(SecretString::from(token))
+}
+
+/// `DATABASE_URL` (or its `_FILE`), else the `POSTGRES_*` parts; checked
+/// here so a bad one is a line at start, not a failure at the first query.
+fn database<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<DatabaseSettings, ConfigError> {
+    let database = match vars.secret("DATABASE_URL", "DATABASE_URL_FILE")? {
+        Some(url) => DatabaseSettings::Url(SecretString::from(url)),
+        None => DatabaseSettings::Split {
+            host: vars
+                .get("POSTGRES_HOST")
+                .ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            port: vars.number("POSTGRES_PORT", 5432)?,
+            dbname: vars
+                .get("POSTGRES_DB")
+                .ok_or(ConfigError::Missing("POSTGRES_DB"))?,
+            user: vars
+                .get("POSTGRES_USER")
+                .ok_or(ConfigError::Missing("POSTGRES_USER"))?,
+            password: SecretString::from(
+                vars.secret("POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE")?
+                    .unwrap_or_default(),
+            ),
+        },
+    };
+    database.pg_config()?;
+    Ok(database)
+}
+
+/// `DISCORD_API_URL`: an http(s) base URL, without its trailing slash.
+fn discord_api_url(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(Some(url.trim_end_matches('/').to_owned()))
         }
+        Some(_) => Err(ConfigError::invalid(
+            "DISCORD_API_URL",
+            "must start with http:// or https://",
+        )),
+        None => Ok(None),
+    }
+}
 
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase) {
-            None => LogFormat::Pretty,
-            Some(f) if f == "pretty" => LogFormat::Pretty,
-            Some(f) if f == "json" => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "LOG_FORMAT",
-                    format!("{other:?} is neither \"pretty\" nor \"json\""),
-                ))
-            }
-        };
+/// `LOG_FORMAT`: `pretty` (the default) or `json`, in any case.
+fn log_format(raw: Option<String>) -> Result<LogFormat, ConfigError> {
+    match raw.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("pretty") => Ok(LogFormat::Pretty),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(ConfigError::invalid(
+            "LOG_FORMAT",
+            format!("{other:?} is neither \"pretty\" nor \"json\""),
+        )),
+    }
+}
 
-        let stop_policy = match get("STOP_POLICY") {
-            None => StopPolicy::default(),
-            Some(raw) => raw
-                .parse()
-                .map_err(|reason| ConfigError::invalid("STOP_POLICY", reason))?,
-        };
-        let command_guild_id = match get("DISCORD_GUILD_ID") {
-            None => None,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(id) if id > 0 => Some(id),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "DISCORD_GUILD_ID",
-                        "must be a guild id (a positive integer)",
-                    ))
-                }
-            },
-        };
-
-        Ok(Settings {
-            discord_token: SecretString::from(discord_token),
-            database,
-            discord_api_url,
-            metrics_addr,
-            max_active,
-            max_active_per_guild,
-            global_rate,
-            resume_max_age,
-            resume_check_after,
-            retention,
-            http_timeout,
-            log_format,
-            stop_policy,
-            command_guild_id,
-        })
+/// `DISCORD_GUILD_ID`: the one server to register the slash commands in.
+fn command_guild_id(raw: Option<String>) -> Result<Option<u64>, ConfigError> {
+    match raw.map(|raw| raw.parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(id)) if id > 0 => Ok(Some(id)),
+        Some(_) => Err(ConfigError::invalid(
+            "DISCORD_GUILD_ID",
+            "must be a guild id (a positive integer)",
+        )),
     }
 }
 

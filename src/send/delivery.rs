@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -133,112 +133,144 @@ impl Delivery {
         due: Instant,
         cancel: &CancellationToken,
     ) -> Result<Posted, DeliveryError> {
-        let started = Instant::now();
+        let mut retries = Retries::new(&self.policy, false);
         // Whether the channel held the first attempt back: retries are
         // not the channel's window but failures, and move no schedule.
         let mut first_grant = None;
-        let mut backoff = self.policy.first_backoff;
-        let mut failures = 0u32;
-        // A run of failures is logged when it starts and when it ends.
-        let mut warned = false;
         loop {
-            // A place among the requests under way comes before the pacer
-            // slot (both are fair, first-come queues), so a request never
-            // goes out later than its slot for want of one.
-            let in_flight = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                permit = self.in_flight.acquire() => permit.expect("the semaphore is never closed"),
-            };
+            let in_flight = self.in_flight(cancel).await?;
+            let due = first_grant.map_or(due, |_| Instant::now());
             let grant: Grant = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                grant = self.pacer.acquire_due(channel_id, first_grant.map_or(due, |_| Instant::now())) => grant,
+                grant = self.pacer.acquire_due(channel_id, due) => grant,
             };
-            let slot = grant.slot;
             let first = *first_grant.get_or_insert(grant);
-            // Never send while the fence is closed.
             self.wait_for_fence(cancel).await?;
-            let attempt = Instant::now();
-            let error = match self.sink.post(channel_id, message).await {
-                Ok(delivered) => {
-                    if delivered.remaining == Some(0) {
-                        if let Some(reset) = delivered.reset_after {
-                            // Discord computed `reset_after` between our send and
-                            // its answer; counting from the send keeps the
-                            // answer's latency from delaying the next number.
-                            self.pacer.block_channel(channel_id, attempt + reset);
-                        }
-                    }
-                    if warned {
-                        tracing::info!(failures, "delivered after {failures} failed attempts");
-                    }
+            let sent_at = Instant::now();
+            match self.sink.post(channel_id, message).await {
+                Ok(answer) => {
+                    self.heed_bucket(channel_id, sent_at, &answer);
+                    retries.succeeded();
                     return Ok(Posted {
-                        slot,
-                        sent_at: attempt,
+                        slot: grant.slot,
+                        sent_at,
                         channel_hold: first.channel_hold,
                         budget_busy: first.budget_busy,
-                        answer: delivered,
+                        answer,
                     });
                 }
-                Err(error) => error,
-            };
-            drop(in_flight);
-            self.count_failure(&error);
-            failures += 1;
-            let edge_race = is_edge_race(&error);
-            if edge_race {
-                self.metrics.edge_races.inc();
-            }
-            if !error.is_retryable() {
-                tracing::error!(%error, "Discord refused the message; not retrying");
-                return Err(DeliveryError::Failed(error));
-            }
-            if started.elapsed() >= self.policy.give_up_after {
-                tracing::error!(%error, failures, "giving up after {:?}", started.elapsed());
-                return Err(DeliveryError::Failed(error));
-            }
-            if edge_race && !warned {
-                // Expected now and then at full pace (see `pacer`): counted,
-                // not a warning.
-                tracing::debug!(%error, "429 at a bucket's edge; going again");
-            } else if !warned {
-                warned = true;
-                tracing::warn!(%error, kind = error.kind(), "send failed; retrying");
-            } else {
-                tracing::debug!(%error, failures, "send failed again");
-            }
-            let wait = match &error {
-                SendError::RateLimited {
-                    retry_after,
-                    global,
-                } => {
-                    let until = Instant::now() + *retry_after;
-                    // Discord did not count a request it refused with a 429:
-                    // the slot goes back, so a 429 at a bucket's edge costs
-                    // its few milliseconds, not a second of the bucket.
-                    self.pacer.give_back(channel_id, slot);
-                    if *global {
-                        self.pacer.block_global(until);
-                    } else {
-                        self.pacer.block_channel(channel_id, until);
-                    }
-                    Duration::ZERO
+                Err(error) => {
+                    drop(in_flight);
+                    let wait = self.failed(&mut retries, error, Some((channel_id, grant.slot)))?;
+                    pause(wait, cancel).await?;
                 }
-                _ => self.policy.next_backoff(&mut backoff),
-            };
-            pause(wait, cancel).await?;
+            }
         }
     }
-}
 
-impl Delivery {
-    /// One failed attempt, in `countdown_send_errors_total{kind}`.
-    fn count_failure(&self, error: &SendError) {
+    /// Lists the messages of `channel_id` right after message `after`
+    /// (oldest first), paced by the global budget (reading is another route
+    /// than posting, with a bucket of its own) and retried like a post: a
+    /// channel the bot may no longer read (403, 404) fails at once.
+    pub async fn list_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Listed>, DeliveryError> {
+        let mut retries = Retries::new(&self.policy, true);
+        loop {
+            let in_flight = self.in_flight(cancel).await?;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+                _ = self.pacer.acquire_global() => {}
+            }
+            self.wait_for_fence(cancel).await?;
+            match self.sink.list_after(channel_id, after).await {
+                Ok(page) => {
+                    retries.succeeded();
+                    return Ok(page);
+                }
+                Err(error) => {
+                    drop(in_flight);
+                    let wait = self.failed(&mut retries, error, None)?;
+                    pause(wait, cancel).await?;
+                }
+            }
+        }
+    }
+
+    /// A place among the requests under way. It comes before the pacer
+    /// slot (both are fair, first-come queues), so a request never goes out
+    /// later than its slot for want of one.
+    async fn in_flight(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<SemaphorePermit<'_>, DeliveryError> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(DeliveryError::Cancelled),
+            permit = self.in_flight.acquire() => Ok(permit.expect("the semaphore is never closed")),
+        }
+    }
+
+    /// What a delivered message's answer says about its channel's bucket:
+    /// `Remaining: 0` blocks it until the reset.
+    fn heed_bucket(&self, channel_id: u64, sent_at: Instant, answer: &Delivered) {
+        if answer.remaining == Some(0) {
+            if let Some(reset) = answer.reset_after {
+                // Discord computed `reset_after` between our send and its
+                // answer; counting from the send keeps the answer's latency
+                // from delaying the next number.
+                self.pacer.block_channel(channel_id, sent_at + reset);
+            }
+        }
+    }
+
+    /// A failed attempt: counted and logged; `Err` if it is not to be
+    /// retried (refused for good, or out of time), else how long to wait
+    /// before the next. A 429 blocks what Discord said is empty; for a post
+    /// (`posted`: its channel and slot), the slot goes back to the pacer,
+    /// since Discord did not count a request it refused, and the pacer's
+    /// block is the wait.
+    fn failed(
+        &self,
+        retries: &mut Retries,
+        error: SendError,
+        posted: Option<(u64, Instant)>,
+    ) -> Result<Duration, DeliveryError> {
         self.metrics
             .send_errors
             .with_label_values(&[error.kind()])
             .inc();
+        let edge_race = posted.is_some() && is_edge_race(&error);
+        if edge_race {
+            self.metrics.edge_races.inc();
+        }
+        retries.failed(&error, edge_race)?;
+        let SendError::RateLimited {
+            retry_after,
+            global,
+        } = error
+        else {
+            return Ok(retries.next_backoff());
+        };
+        let until = Instant::now() + retry_after;
+        if global {
+            self.pacer.block_global(until);
+        }
+        match posted {
+            Some((channel_id, slot)) => {
+                self.pacer.give_back(channel_id, slot);
+                if !global {
+                    self.pacer.block_channel(channel_id, until);
+                }
+                Ok(Duration::ZERO)
+            }
+            None => Ok(retry_after),
+        }
     }
 
     /// Waits while the fence is closed: another instance may be the leader.
@@ -254,54 +286,73 @@ impl Delivery {
         }
         Ok(())
     }
+}
 
-    /// Lists the messages of `channel_id` right after message `after`
-    /// (oldest first), paced by the global budget (reading is another route
-    /// than posting, with a bucket of its own) and retried like a post: a
-    /// channel the bot may no longer read (403, 404) fails at once.
-    pub async fn list_after(
-        &self,
-        channel_id: u64,
-        after: u64,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<Listed>, DeliveryError> {
-        let started = Instant::now();
-        let mut backoff = self.policy.first_backoff;
-        loop {
-            let in_flight = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                permit = self.in_flight.acquire() => permit.expect("the semaphore is never closed"),
-            };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-                _ = self.pacer.acquire_global() => {}
+/// The retries of one request: how long it has been tried, its next
+/// backoff, and its run of failures, logged once when it starts and once
+/// when it ends, not once per retry.
+struct Retries {
+    /// What is tried, for the logs: a post or a listing.
+    listing: bool,
+    policy: RetryPolicy,
+    started: Instant,
+    backoff: Duration,
+    failures: u32,
+    warned: bool,
+}
+
+impl Retries {
+    fn new(policy: &RetryPolicy, listing: bool) -> Self {
+        Retries {
+            listing,
+            policy: *policy,
+            started: Instant::now(),
+            backoff: policy.first_backoff,
+            failures: 0,
+            warned: false,
+        }
+    }
+
+    /// Notes a failure; `Err` when it is not to be retried.
+    fn failed(&mut self, error: &SendError, edge_race: bool) -> Result<(), DeliveryError> {
+        self.failures += 1;
+        if !error.is_retryable() {
+            tracing::error!(%error, "Discord refused the message; not retrying");
+            return Err(DeliveryError::Failed(error.clone()));
+        }
+        let elapsed = self.started.elapsed();
+        if elapsed >= self.policy.give_up_after {
+            tracing::error!(%error, failures = self.failures, "giving up after {elapsed:?}");
+            return Err(DeliveryError::Failed(error.clone()));
+        }
+        if edge_race && !self.warned {
+            // Expected now and then at full pace (see `window`): counted,
+            // not a warning.
+            tracing::debug!(%error, "429 at a bucket's edge; going again");
+        } else if !self.warned && self.listing {
+            self.warned = true;
+            tracing::warn!(%error, kind = error.kind(), "listing the channel failed; retrying");
+        } else if !self.warned {
+            self.warned = true;
+            tracing::warn!(%error, kind = error.kind(), "send failed; retrying");
+        } else {
+            tracing::debug!(%error, failures = self.failures, "send failed again");
+        }
+        Ok(())
+    }
+
+    fn next_backoff(&mut self) -> Duration {
+        self.policy.next_backoff(&mut self.backoff)
+    }
+
+    fn succeeded(&self) {
+        if self.warned {
+            let failures = self.failures;
+            if self.listing {
+                tracing::info!(failures, "listed after {failures} failed attempts");
+            } else {
+                tracing::info!(failures, "delivered after {failures} failed attempts");
             }
-            self.wait_for_fence(cancel).await?;
-            let error = match self.sink.list_after(channel_id, after).await {
-                Ok(page) => return Ok(page),
-                Err(error) => error,
-            };
-            drop(in_flight);
-            self.count_failure(&error);
-            if !error.is_retryable() || started.elapsed() >= self.policy.give_up_after {
-                return Err(DeliveryError::Failed(error));
-            }
-            tracing::debug!(%error, "listing the channel failed; retrying");
-            let wait = match error {
-                SendError::RateLimited {
-                    retry_after,
-                    global,
-                } => {
-                    if global {
-                        self.pacer.block_global(Instant::now() + retry_after);
-                    }
-                    retry_after
-                }
-                _ => self.policy.next_backoff(&mut backoff),
-            };
-            pause(wait, cancel).await?;
         }
     }
 }
