@@ -52,6 +52,11 @@ pub struct Metrics {
     pub replies_suppressed: IntCounter,
     pub send_errors: IntCounterVec,
     pub tick_lateness: Histogram,
+    /// `countdown_admission_seconds`: from a command (its Discord
+    /// timestamp) to its number 1 leaving the bot: the wait a user sees
+    /// before the count starts, which `tick_lateness` (against number 1)
+    /// cannot show.
+    pub admission: Histogram,
     pub resumed: IntCounter,
     pub db_errors: IntCounter,
     pub finished: IntCounterVec,
@@ -144,6 +149,15 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
+        let admission = Histogram::with_opts(
+            HistogramOpts::new(
+                "countdown_admission_seconds",
+                "From a command (its Discord timestamp) to its number 1 leaving the bot.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
         let resumed = IntCounter::new(
             "countdown_resumed_total",
             "Countdowns resumed from the database after a restart.",
@@ -217,6 +231,7 @@ impl Metrics {
             Box::new(replies_suppressed.clone()),
             Box::new(send_errors.clone()),
             Box::new(tick_lateness.clone()),
+            Box::new(admission.clone()),
             Box::new(resumed.clone()),
             Box::new(db_errors.clone()),
             Box::new(finished.clone()),
@@ -250,6 +265,7 @@ impl Metrics {
             replies_suppressed,
             send_errors,
             tick_lateness,
+            admission,
             resumed,
             db_errors,
             finished,
@@ -322,6 +338,7 @@ mod tests {
             "countdown_messages_sent_total 0",
             "countdown_send_errors_total{kind=\"rate_limited\"} 0",
             "countdown_tick_lateness_seconds_bucket",
+            "countdown_admission_seconds_bucket",
             "countdown_resumed_total 0",
             "countdown_db_errors_total 0",
             "process_resident_memory_bytes",
