@@ -1,5 +1,9 @@
--- countdown's schema. Applied by PostgreSQL's docker entrypoint on a new
--- volume, and by the bot itself at every start (idempotent: IF NOT EXISTS).
+-- countdown's schema as it is now, in one file: what PostgreSQL's docker
+-- entrypoint creates on a new volume (docker/db-init-roles.sh). The bot
+-- applies the versioned migrations of src/storage/migrations/ at every
+-- start; they build this same schema (tests/storage.rs compares the two)
+-- and apply cleanly over it (IF NOT EXISTS), so a database made from this
+-- file is then migrated like any other.
 
 -- One row per accepted `count to N`.
 CREATE TABLE IF NOT EXISTS tasks (
@@ -14,6 +18,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),  -- number 1 was due then
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),  -- last progress or status change
     finished_at TIMESTAMPTZ,
+    -- Where the command came from: mention, dm or slash. Resuming needs
+    -- nothing more: the Stop button's custom id is `stop:<id>`, and
+    -- `user_id` is who started it (STOP_POLICY).
+    source      TEXT        NOT NULL DEFAULT 'mention',
+    -- The message of number `last_sent` (NULL before the first, and for
+    -- rows written before it was kept). A countdown resumed past Discord's
+    -- nonce window lists its channel after this message to see what is
+    -- there already.
+    last_message_id BIGINT,
     CHECK ((status = 'running') = (finished_at IS NULL))
 );
 
@@ -22,17 +35,6 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_one_running_per_channel
     ON tasks (channel_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_created_at ON tasks (created_at);
-
--- Where the command came from: mention, dm or slash. Added after the first
--- release, so it is added to existing tables too (this file runs at every
--- start). Resuming needs nothing more: the Stop button's custom id is
--- `stop:<id>`, and `user_id` is who started it (STOP_POLICY).
-ALTER TABLE tasks ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT 'mention';
-
--- The message of number `last_sent` (NULL before the first, and for rows
--- written before it was kept). A countdown resumed past Discord's nonce
--- window lists its channel after this message to see what is there already.
-ALTER TABLE tasks ADD COLUMN IF NOT EXISTS last_message_id BIGINT;
 
 -- Every command that was not carried out, and every failure while carrying one out.
 CREATE TABLE IF NOT EXISTS command_errors (

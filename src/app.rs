@@ -27,8 +27,7 @@ use crate::metrics::{KnownLabels, Metrics};
 use crate::resume::Resumer;
 use crate::send::{Delivery, Pacer, RetryPolicy, SendError};
 use crate::server::{self, Readiness};
-use crate::storage::tasks::TaskStatus;
-use crate::storage::{self, Journal};
+use crate::storage::{self, Journal, PgStore, TaskStatus, TaskStore};
 
 /// How often progress is written (one batched statement per flush).
 const JOURNAL_INTERVAL: Duration = Duration::from_millis(250);
@@ -45,7 +44,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .max_active_per_guild
         .set(settings.max_active_per_guild as i64);
     let pool = storage::pool(&settings.database)?;
-    let readiness = Readiness::new(pool.clone(), metrics.clone());
+    let store: Arc<dyn TaskStore> = Arc::new(PgStore::new(pool.clone()));
+    let readiness = Readiness::new(store.clone(), metrics.clone());
 
     let listener = TcpListener::bind(settings.metrics_addr)
         .await
@@ -60,7 +60,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let outcome = if apply_schema(&pool, &metrics, &shutdown).await {
         let elector = Elector::new(settings.database.pg_config()?, metrics.clone());
-        lead_while_elected(&settings, &pool, &metrics, &readiness, &elector, &shutdown).await
+        lead_while_elected(
+            &settings, &pool, &store, &metrics, &readiness, &elector, &shutdown,
+        )
+        .await
     } else {
         Ok(())
     };
@@ -76,13 +79,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 async fn lead_while_elected(
     settings: &Settings,
     pool: &Pool,
+    store: &Arc<dyn TaskStore>,
     metrics: &Metrics,
     readiness: &Readiness,
     elector: &Elector,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     // Outlives the terms: rows a term could not write go to the next one.
-    let journal = Journal::new(pool.clone(), metrics.clone(), None);
+    let journal = Journal::new(store.clone(), metrics.clone(), None);
     let mut lost_at: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         readiness.set_leader(false);
@@ -159,15 +163,7 @@ async fn run_term(
         pacer,
         scheduler,
         handler,
-    } = wire(
-        settings,
-        pool,
-        metrics,
-        readiness,
-        term,
-        &journal,
-        &stop_sending,
-    )?;
+    } = wire(settings, metrics, readiness, term, &journal, &stop_sending)?;
 
     let mut client =
         discord::client::gateway_client(discord::client::http(settings, reqwest), handler)
@@ -222,7 +218,6 @@ struct Wired {
 /// gateway's handler.
 fn wire(
     settings: &Settings,
-    pool: &Pool,
     metrics: &Metrics,
     readiness: &Readiness,
     term: &Term,
@@ -261,7 +256,6 @@ fn wire(
     );
     let commands = CommandService::new(
         scheduler.clone(),
-        pool.clone(),
         journal.clone(),
         metrics.clone(),
         delivery(Duration::from_secs(30)),
@@ -270,7 +264,6 @@ fn wire(
     )
     .with_stop_policy(settings.stop_policy);
     let resumer = Resumer::new(
-        pool.clone(),
         scheduler.clone(),
         journal.clone(),
         metrics.clone(),

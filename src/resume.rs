@@ -9,19 +9,20 @@
 //! so its countdown first reads the channel after its last known message
 //! and skips its own numbers already there (see
 //! [`crate::countdown::channel_check`]).
+//!
+//! The rows come from the journal's store ([`Journal::store`]): the ends
+//! the journal writes first must land where the running rows are read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::countdown::channel_check::{self, ResumeCheck};
 use crate::countdown::{CountdownSpec, Scheduler};
 use crate::metrics::Metrics;
-use crate::storage::tasks::{self, TaskRow, TaskStatus};
-use crate::storage::{Journal, StorageError};
+use crate::storage::{Journal, StorageError, TaskRow, TaskStatus};
 
 #[derive(Clone)]
 pub struct Resumer {
@@ -29,7 +30,6 @@ pub struct Resumer {
 }
 
 struct Inner {
-    pool: Pool,
     scheduler: Scheduler,
     journal: Journal,
     metrics: Metrics,
@@ -42,7 +42,6 @@ struct Inner {
 
 impl Resumer {
     pub fn new(
-        pool: Pool,
         scheduler: Scheduler,
         journal: Journal,
         metrics: Metrics,
@@ -52,7 +51,6 @@ impl Resumer {
     ) -> Self {
         Resumer {
             inner: Arc::new(Inner {
-                pool,
                 scheduler,
                 journal,
                 metrics,
@@ -97,7 +95,8 @@ impl Resumer {
         // must not read as `running` and come back.
         inner.journal.flush().await?;
         let mut expired = 0usize;
-        for row in tasks::expire_idle(&inner.pool, inner.max_age).await? {
+        let store = inner.journal.store();
+        for row in store.expire_idle(inner.max_age).await? {
             expired += 1;
             tracing::warn!(
                 task_id = row.id,
@@ -111,7 +110,7 @@ impl Resumer {
                 .with_label_values(&[TaskStatus::Expired.as_str()])
                 .inc();
         }
-        let rows = tasks::running(&inner.pool).await?;
+        let rows = store.running().await?;
         let mut resumed = 0usize;
         for row in rows {
             if inner.shutdown.is_cancelled() {

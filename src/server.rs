@@ -11,12 +11,11 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::storage;
+use crate::storage::TaskStore;
 
 /// What `/readyz` looks at.
 #[derive(Clone)]
@@ -24,17 +23,17 @@ pub struct Readiness {
     gateway: Arc<AtomicBool>,
     leader: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
-    pool: Pool,
+    store: Arc<dyn TaskStore>,
     metrics: Metrics,
 }
 
 impl Readiness {
-    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+    pub fn new(store: Arc<dyn TaskStore>, metrics: Metrics) -> Self {
         Readiness {
             gateway: Arc::new(AtomicBool::new(false)),
             leader: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
-            pool,
+            store,
             metrics,
         }
     }
@@ -66,7 +65,7 @@ impl Readiness {
         if !self.gateway.load(Ordering::SeqCst) {
             return Err("gateway not ready".into());
         }
-        match tokio::time::timeout(Duration::from_secs(2), storage::ping(&self.pool)).await {
+        match tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("database did not answer within 2 s".into()),

@@ -2,19 +2,22 @@
 //! ([`execute`]: admission, the database row, stop, status, replies), for
 //! mentions, DMs, slash commands and the Stop button alike.
 //!
+//! - [`origin`]: who asks, where, and how.
 //! - [`policy`]: who may stop a countdown (`STOP_POLICY`), pure.
 //! - [`status`]: the `status` answer, pure.
 //! - [`replies`]: every text the bot answers.
 //! - [`throttle`]: the reply budget.
 
 pub mod execute;
+pub mod origin;
 pub mod parse;
 pub mod policy;
 pub mod replies;
 pub mod status;
 pub mod throttle;
 
-pub use execute::{CommandService, CountOutcome, Incoming, Origin, Source, StopOutcome};
+pub use execute::{CommandService, CountOutcome, StopOutcome};
+pub use origin::{Incoming, Origin, Source};
 pub use parse::{parse, Command, InvalidReason};
 
 use crate::countdown::Refusal;

@@ -20,8 +20,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::send::Delivery;
-use crate::storage::tasks::{CommandError, TaskStatus};
-use crate::storage::Journal;
+use crate::storage::{CommandError, Journal, TaskStatus};
 pub use run::{CountdownSpec, Ended, Live};
 
 /// Admission caps.

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::send::{
     Delivered, Delivery, Listed, MessageSink, Outgoing, Pacer, RetryPolicy, SendError, PAGE,
 };
-use crate::storage::Journal;
+use crate::storage::{Journal, MemoryStore};
 
 #[derive(Default)]
 struct Recorder {
@@ -82,18 +82,13 @@ struct Harness {
 }
 
 /// A scheduler sending through `sink`, paced at `rate` per second, whose
-/// journal never connects: progress stays in memory, which is all these
-/// tests need.
+/// journal writes to a store in memory.
 fn scheduler(
     sink: Arc<dyn MessageSink>,
     rate: u32,
     limits: Limits,
     metrics: &Metrics,
 ) -> Scheduler {
-    let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
-        "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
-    ))
-    .unwrap();
     let delivery = Delivery::new(
         sink,
         Arc::new(Pacer::new(rate)),
@@ -104,7 +99,7 @@ fn scheduler(
     Scheduler::new(
         limits,
         delivery,
-        Journal::new(pool, metrics.clone(), None),
+        Journal::new(Arc::new(MemoryStore::new()), metrics.clone(), None),
         metrics.clone(),
         CancellationToken::new(),
     )

@@ -4,19 +4,18 @@
 //! background loop writes it in batches, so a slow or absent database never
 //! delays a number. While the database is down, rows wait here (bounded) and
 //! are written once it is back; the outage itself is logged once when it
-//! starts, once when it ends, and recorded in `general_errors`.
+//! starts, once when it ends, and recorded in `general_errors`. It writes
+//! through a [`TaskStore`].
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::tasks::{self, CommandError, GeneralError, TaskStatus};
+use super::store::{Batch, CommandError, End, GeneralError, Progress, TaskStatus, TaskStore};
 use super::StorageError;
 use crate::metrics::Metrics;
 
@@ -30,47 +29,33 @@ pub struct Journal {
 }
 
 struct Inner {
-    pool: Pool,
+    store: Arc<dyn TaskStore>,
     /// The leader epoch progress is written under (see `leader`).
     epoch: Option<i64>,
     metrics: Metrics,
-    store: Arc<Store>,
+    backlog: Arc<Backlog>,
 }
 
 /// What is not written yet, and what is known of an ongoing outage. It
 /// outlives a leader term ([`Journal::for_epoch`]): a database outage ends
 /// the term (the leader loses its lock connection), and the term's last
-/// flush fails by definition. Were the store dropped along with the term,
+/// flush fails by definition. Were the backlog dropped along with the term,
 /// what it holds would be lost: command rows, the outage's own
 /// `general_errors` row (tested in `tests/faults_database.rs`), and a
 /// `stop` whose row was not written yet, which would then come back as a
 /// resumed countdown.
-struct Store {
-    pending: Mutex<Pending>,
+struct Backlog {
+    pending: Mutex<Batch>,
     /// One flush at a time; it also holds what we know of an ongoing outage.
     flushing: tokio::sync::Mutex<Outage>,
     wake: Notify,
 }
 
-#[derive(Default)]
-struct Pending {
-    /// task → (last number delivered, its message id if known).
-    progress: HashMap<i64, (i32, Option<u64>)>,
-    ends: HashMap<i64, (TaskStatus, i32)>,
-    command_errors: Vec<CommandError>,
-    general_errors: Vec<GeneralError>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.progress.is_empty()
-            && self.ends.is_empty()
-            && self.command_errors.is_empty()
-            && self.general_errors.is_empty()
-    }
-
+/// The journal's side of a batch: what a failed flush puts back, and the
+/// bound on what waits.
+impl Batch {
     /// Puts back what a failed flush took, under anything newer.
-    fn restore(&mut self, old: Pending) {
+    fn restore(&mut self, old: Batch) {
         for (id, progress) in old.progress {
             if !self.ends.contains_key(&id) {
                 let entry = self.progress.entry(id).or_insert(progress);
@@ -111,16 +96,16 @@ struct Outage {
 }
 
 impl Journal {
-    /// A journal whose task writes only land while `epoch` is the current
-    /// leader epoch (`None`: unfenced).
-    pub fn new(pool: Pool, metrics: Metrics, epoch: Option<i64>) -> Self {
+    /// A journal writing to `store`, whose task writes only land while
+    /// `epoch` is the current leader epoch (`None`: unfenced).
+    pub fn new(store: Arc<dyn TaskStore>, metrics: Metrics, epoch: Option<i64>) -> Self {
         Journal {
             inner: Arc::new(Inner {
-                pool,
+                store,
                 epoch,
                 metrics,
-                store: Arc::new(Store {
-                    pending: Mutex::new(Pending::default()),
+                backlog: Arc::new(Backlog {
+                    pending: Mutex::new(Batch::default()),
                     flushing: tokio::sync::Mutex::new(Outage::default()),
                     wake: Notify::new(),
                 }),
@@ -133,17 +118,24 @@ impl Journal {
     pub fn for_epoch(&self, epoch: i64) -> Journal {
         Journal {
             inner: Arc::new(Inner {
-                pool: self.inner.pool.clone(),
+                store: self.inner.store.clone(),
                 epoch: Some(epoch),
                 metrics: self.inner.metrics.clone(),
-                store: self.inner.store.clone(),
+                backlog: self.inner.backlog.clone(),
             }),
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+    /// The store this journal writes to. Whoever writes a row the journal
+    /// then updates (a countdown's admission, resume) goes through the same
+    /// one: a flush before a retry must reach the database the retry asks.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.store
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Batch> {
         self.inner
-            .store
+            .backlog
             .pending
             .lock()
             .expect("journal state poisoned")
@@ -151,18 +143,22 @@ impl Journal {
 
     /// Number `k` of countdown `task_id` was delivered, as message `message_id`.
     pub fn progress(&self, task_id: i64, k: u16, message_id: Option<u64>) {
+        let note = Progress {
+            last_sent: k,
+            message_id,
+        };
         let mut pending = self.pending();
-        let entry = pending.progress.entry(task_id).or_insert((0, None));
-        *entry = (*entry).max((i32::from(k), message_id));
+        let entry = pending.progress.entry(task_id).or_insert(note);
+        *entry = (*entry).max(note);
     }
 
     /// Countdown `task_id` ended with `status` after delivering `last_sent`.
     pub fn end(&self, task_id: i64, status: TaskStatus, last_sent: u16) {
         let mut pending = self.pending();
         pending.progress.remove(&task_id);
-        pending.ends.insert(task_id, (status, i32::from(last_sent)));
+        pending.ends.insert(task_id, End { status, last_sent });
         drop(pending);
-        self.inner.store.wake.notify_one();
+        self.inner.backlog.wake.notify_one();
     }
 
     pub fn command_error(&self, row: CommandError) {
@@ -183,7 +179,7 @@ impl Journal {
 
     /// Writes everything pending now. On failure it stays pending.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        let mut outage = self.inner.store.flushing.lock().await;
+        let mut outage = self.inner.backlog.flushing.lock().await;
         let mut batch = std::mem::take(&mut *self.pending());
         // The outage's row goes with the first write after it, written
         // first: progress that made it to the database after an outage
@@ -207,8 +203,21 @@ impl Journal {
         if batch.is_empty() {
             return Ok(());
         }
-        match self.write(&batch).await {
-            Ok(()) => {
+        match self.inner.store.write(self.inner.epoch, &batch).await {
+            Ok(written) => {
+                for refused in written.refused {
+                    // Refused for their content, they would be refused again
+                    // at every retry, and keep the journal in an "outage"
+                    // forever (tested in `tests/faults_input.rs`). They are in
+                    // the log already.
+                    self.inner.metrics.db_errors.inc();
+                    tracing::error!(
+                        table = refused.table,
+                        rows = refused.rows,
+                        reason = %refused.reason,
+                        "the database refused these rows; dropping them"
+                    );
+                }
                 if let Some((since, _)) = outage.since.take() {
                     let lasted = (Utc::now() - since).to_std().unwrap_or_default();
                     tracing::info!(
@@ -235,64 +244,6 @@ impl Journal {
         }
     }
 
-    async fn write(&self, batch: &Pending) -> Result<(), StorageError> {
-        let client = self.inner.pool.get().await?;
-        if !batch.general_errors.is_empty() {
-            let written = tasks::insert_general_errors(&**client, &batch.general_errors).await;
-            self.unless_refused(written, "general_errors", batch.general_errors.len())?;
-        }
-        if !batch.ends.is_empty() {
-            let ids: Vec<i64> = batch.ends.keys().copied().collect();
-            let statuses: Vec<&str> = ids.iter().map(|id| batch.ends[id].0.as_str()).collect();
-            let last: Vec<i32> = ids.iter().map(|id| batch.ends[id].1).collect();
-            tasks::write_ends(&client, self.inner.epoch, &ids, &statuses, &last).await?;
-        }
-        if !batch.progress.is_empty() {
-            let ids: Vec<i64> = batch.progress.keys().copied().collect();
-            let last: Vec<i32> = ids.iter().map(|id| batch.progress[id].0).collect();
-            let messages: Vec<Option<i64>> = ids
-                .iter()
-                .map(|id| batch.progress[id].1.map(super::db_id))
-                .collect();
-            tasks::write_progress(&client, self.inner.epoch, &ids, &last, &messages).await?;
-        }
-        if !batch.command_errors.is_empty() {
-            let written = tasks::insert_command_errors(&**client, &batch.command_errors).await;
-            self.unless_refused(written, "command_errors", batch.command_errors.len())?;
-        }
-        Ok(())
-    }
-
-    /// Error rows the database refuses for their content (a data exception
-    /// or a broken constraint, e.g. a `task_id` whose task an operator
-    /// deleted, or a NUL byte in text that bypassed `tasks::pg_text`) would
-    /// be refused again at every retry, and keep the journal in an "outage"
-    /// forever (tested in `tests/faults_input.rs`). They are dropped with
-    /// one error line; they are in the log already. Anything else is an
-    /// outage: retried.
-    fn unless_refused(
-        &self,
-        written: Result<(), tokio_postgres::Error>,
-        table: &'static str,
-        rows: usize,
-    ) -> Result<(), StorageError> {
-        let Err(error) = written else {
-            return Ok(());
-        };
-        let refused = error
-            .code()
-            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
-        if !refused {
-            return Err(error.into());
-        }
-        self.inner.metrics.db_errors.inc();
-        let reason = error
-            .as_db_error()
-            .map_or_else(|| error.to_string(), |e| e.message().to_owned());
-        tracing::error!(table, rows, %reason, "the database refused these rows; dropping them");
-        Ok(())
-    }
-
     /// Flushes every `interval` (at once when a countdown ends) until
     /// `shutdown`, then makes a last attempt.
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
@@ -302,7 +253,7 @@ impl Journal {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
-                _ = self.inner.store.wake.notified() => {}
+                _ = self.inner.backlog.wake.notified() => {}
             }
             let _ = self.flush().await;
         }
@@ -319,31 +270,90 @@ fn round_to_ms(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{MemoryStore, NewTask};
+
+    fn new_task(channel_id: u64) -> NewTask {
+        NewTask {
+            channel_id,
+            guild_id: Some(1),
+            user_id: 9,
+            target: 10,
+            source: "mention",
+        }
+    }
 
     #[tokio::test]
     async fn a_new_term_writes_what_the_last_one_could_not() {
-        // Never connected: every flush fails, as in an outage.
-        let pool = crate::storage::pool(&crate::config::DatabaseSettings::Url(
-            "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
-        ))
-        .unwrap();
-        let journal = Journal::new(pool, Metrics::new().unwrap(), None);
+        let store = Arc::new(MemoryStore::new());
+        let counting = store.insert(&new_task(10)).await.unwrap().id;
+        let stopping = store.insert(&new_task(11)).await.unwrap().id;
+        let journal = Journal::new(store.clone(), Metrics::new().unwrap(), None);
+        store.set_epoch(1);
         let term = journal.for_epoch(1);
-        term.progress(6, 4, Some(60));
-        term.end(7, TaskStatus::Stopped, 3);
+        store.set_down(true);
+        term.progress(counting, 4, Some(60));
+        term.end(stopping, TaskStatus::Stopped, 3);
         term.general_error("test", "something");
         assert!(term.flush().await.is_err());
         drop(term);
 
-        let next = journal.for_epoch(2);
-        assert_eq!(next.inner.epoch, Some(2));
-        {
-            let pending = next.pending();
-            assert_eq!(pending.progress.get(&6), Some(&(4, Some(60))));
-            assert_eq!(pending.ends.get(&7), Some(&(TaskStatus::Stopped, 3)));
-            assert_eq!(pending.general_errors.len(), 1);
-        }
-        // And the outage it saw is still known, for its row once written.
-        assert!(next.inner.store.flushing.lock().await.since.is_some());
+        // The database is back, and a new term leads.
+        store.set_down(false);
+        store.set_epoch(2);
+        journal.for_epoch(2).flush().await.unwrap();
+
+        let counted = store.task(counting).unwrap();
+        assert_eq!(counted.status, TaskStatus::Running);
+        assert_eq!(counted.row.last_sent, 4);
+        assert_eq!(counted.row.last_message_id, Some(60));
+        let stopped = store.task(stopping).unwrap();
+        assert_eq!(stopped.status, TaskStatus::Stopped);
+        assert_eq!(stopped.row.last_sent, 3);
+        // The outage it saw is a row, written before the rest.
+        let general: Vec<(&str, String)> = store
+            .general_errors()
+            .into_iter()
+            .map(|e| (e.context, e.error))
+            .collect();
+        assert_eq!(general.len(), 2, "{general:?}");
+        assert_eq!(general[0].0, "database");
+        assert!(
+            general[0].1.starts_with("database unavailable from "),
+            "{general:?}"
+        );
+        assert_eq!(general[1], ("test", "something".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_deposed_term_changes_no_row() {
+        let store = Arc::new(MemoryStore::new());
+        let id = store.insert(&new_task(10)).await.unwrap().id;
+        let journal = Journal::new(store.clone(), Metrics::new().unwrap(), None);
+        let deposed = journal.for_epoch(1);
+        store.set_epoch(2);
+        deposed.progress(id, 5, Some(50));
+        deposed.flush().await.unwrap();
+        assert_eq!(store.task(id).unwrap().row.last_sent, 0);
+    }
+
+    #[tokio::test]
+    async fn error_rows_the_database_refuses_are_dropped_not_retried() {
+        let store = Arc::new(MemoryStore::new());
+        let metrics = Metrics::new().unwrap();
+        let journal = Journal::new(store.clone(), metrics.clone(), None);
+        journal.command_error(CommandError {
+            kind: "not_allowed",
+            channel_id: 10,
+            guild_id: Some(1),
+            user_id: Some(9),
+            content: Some("stop".into()),
+            error: "an operator deleted its task".into(),
+            task_id: Some(404),
+            at: Utc::now(),
+        });
+        journal.flush().await.unwrap();
+        assert!(store.command_errors().is_empty());
+        assert_eq!(metrics.db_errors.get(), 1);
+        assert!(journal.pending().is_empty(), "not kept for a retry");
     }
 }

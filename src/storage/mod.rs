@@ -1,25 +1,30 @@
-//! Storage: the PostgreSQL pool, the schema (`init.sql`, applied at start),
-//! the queries ([`tasks`]), the background writer that keeps the database
-//! off the send path ([`journal`]) and the deletion of old rows
-//! ([`retention`]).
+//! Storage: what the bot keeps in PostgreSQL, behind one seam.
+//!
+//! - [`store`]: [`TaskStore`], what the service needs from its database,
+//!   and the rows that cross it.
+//! - [`postgres`]: [`PgStore`], the PostgreSQL store, and the pool.
+//! - [`schema`]: the versioned migrations, applied at start.
+//! - [`journal`]: the background writer that keeps the database off the
+//!   send path, writing through a [`TaskStore`].
+//! - [`retention`]: the deletion of old rows (PostgreSQL's, by the leader).
+//! - `memory`: an in-memory [`TaskStore`] for the unit tests.
+//!
+//! Leadership (`crate::leader`) has its own connection and advisory lock.
 
 pub mod journal;
+#[cfg(test)]
+pub mod memory;
+pub mod postgres;
 pub mod retention;
-pub mod tasks;
-
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-
-use crate::config::{ConfigError, DatabaseSettings};
+pub mod schema;
+pub mod store;
 
 pub use journal::Journal;
-
-/// The schema, the same file PostgreSQL's docker entrypoint runs.
-pub const SCHEMA: &str = include_str!("../../init.sql");
-
-/// How long a query may wait for a connection before the database counts as down.
-const CONNECTION_WAIT: Duration = Duration::from_secs(2);
+#[cfg(test)]
+pub use memory::MemoryStore;
+pub use postgres::{pool, PgStore};
+pub use schema::migrate;
+pub use store::{CommandError, GeneralError, NewTask, TaskRow, TaskStatus, TaskStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -27,60 +32,14 @@ pub enum StorageError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error("cannot migrate the schema: {0}")]
+    Migration(#[from] refinery::Error),
     #[error("a countdown is already running in this channel")]
     ChannelBusy,
-}
-
-/// A pool whose connections fail fast when the database is down, so a
-/// command gets its "try again" reply in seconds, not minutes.
-pub fn pool(settings: &DatabaseSettings) -> Result<Pool, ConfigError> {
-    let mut pg = settings.pg_config()?;
-    pg.connect_timeout(CONNECTION_WAIT)
-        .application_name("countdown");
-    let manager = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(8)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(CONNECTION_WAIT))
-        .create_timeout(Some(CONNECTION_WAIT))
-        .recycle_timeout(Some(CONNECTION_WAIT))
-        .build()
-        .map_err(|e| ConfigError::Invalid {
-            var: "DATABASE_URL",
-            reason: e.to_string(),
-        })
-}
-
-/// Applies the schema. Several instances may start at once, so the
-/// statements run under a transaction-scoped advisory lock.
-pub async fn migrate(pool: &Pool) -> Result<(), StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
-        .await?;
-    // `IF NOT EXISTS` answers every existing table with a NOTICE, which the
-    // client logs: nine lines of noise at every start.
-    tx.batch_execute("SET LOCAL client_min_messages = warning")
-        .await?;
-    tx.batch_execute(SCHEMA).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Advisory lock key for schema changes ("countdwn" in ASCII).
-const SCHEMA_LOCK_KEY: i64 = 0x636f_756e_7464_776e;
-
-/// True when the database answers a trivial query.
-pub async fn ping(pool: &Pool) -> Result<(), StorageError> {
-    let client = pool.get().await?;
-    client.simple_query("SELECT 1").await?;
-    Ok(())
+    /// A `MemoryStore` told to fail, as a database that is down.
+    #[cfg(test)]
+    #[error("database unavailable (a test's)")]
+    Down,
 }
 
 /// Discord ids are u64 snowflakes; they fit in BIGINT (they stay below 2^63
