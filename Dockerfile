@@ -34,9 +34,10 @@ COPY --from=skeleton /skeleton/ ./
 # benchmarks are dev/test crates.
 RUN cargo build --release --locked --bin countdown
 
-# init.sql is compiled in (include_str!). The sources are touched so cargo
-# rebuilds over the stub artifacts, whatever mtimes COPY preserved.
-COPY init.sql ./
+# The schema's migrations (src/storage/migrations) are compiled in. The
+# sources are touched so cargo rebuilds over the stub artifacts, whatever
+# mtimes COPY preserved.
+COPY build.rs ./
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin countdown \

@@ -1,9 +1,9 @@
 -- countdown's schema as it is now, in one file: what PostgreSQL's docker
 -- entrypoint creates on a new volume (docker/db-init-roles.sh). The bot
 -- applies the versioned migrations of src/storage/migrations/ at every
--- start; they build this same schema (tests/storage.rs compares the two)
--- and apply cleanly over it (IF NOT EXISTS), so a database made from this
--- file is then migrated like any other.
+-- start; they build this same schema (tests/storage_postgres.rs compares
+-- the two) and apply cleanly over it (IF NOT EXISTS), so a database made
+-- from this file is then migrated like any other.
 
 -- One row per accepted `count to N`.
 CREATE TABLE IF NOT EXISTS tasks (

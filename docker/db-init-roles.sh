@@ -10,8 +10,8 @@
 #   POSTGRES_USER (the bot)     LOGIN, not superuser, no CREATEDB/CREATEROLE;
 #                               owner of the database POSTGRES_DB and of every
 #                               table in it (init.sql is applied as this role,
-#                               so the bot's own schema upgrade at start, an
-#                               ALTER TABLE, is allowed)
+#                               so the bot's own schema migrations at start,
+#                               ALTER TABLEs, are allowed)
 #   POSTGRES_MONITOR_USER       LOGIN, member of pg_monitor (statistics only,
 #                               no table of the bot readable), read-only
 #                               transactions: postgres_exporter's role
@@ -87,7 +87,7 @@ SELECT format('ALTER TABLE %I.%I OWNER TO %I', schemaname, tablename, :'bot')
  WHERE schemaname = 'public' AND tableowner <> :'bot' \gexec
 
 -- The bot's schema, created by the bot's role so that the bot owns it (the
--- bot applies the same idempotent file at every start).
+-- bot's migrations at start reach the same schema, and apply over it).
 SET ROLE :"bot";
 \i :init_sql
 RESET ROLE;

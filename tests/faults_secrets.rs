@@ -454,3 +454,27 @@ fn all_sql_in_src_is_parameterised() {
     assert!(sql_calls >= 8, "the check saw the queries ({sql_calls})");
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// The schema's SQL is in `src/storage/migrations`, out of the Rust files
+/// checked above: it must stay plain SQL files (refinery also runs `.rs`
+/// migrations, whose SQL is built at run time), one per version from 1 up.
+#[test]
+fn migrations_are_plain_sql_files_numbered_from_one() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/migrations");
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let version = name
+            .strip_prefix('V')
+            .and_then(|rest| rest.split_once("__"))
+            .filter(|(_, what)| what.ends_with(".sql"))
+            .and_then(|(v, _)| v.parse::<u32>().ok());
+        match version {
+            Some(v) => versions.push(v),
+            None => panic!("{name}: not a V<n>__<what>.sql migration"),
+        }
+    }
+    versions.sort_unstable();
+    assert!(!versions.is_empty(), "no migration in {}", dir.display());
+    assert_eq!(versions, (1..=versions.len() as u32).collect::<Vec<_>>());
+}

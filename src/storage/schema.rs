@@ -9,7 +9,7 @@
 //! compose stack's database is created from `init.sql` with no history, so
 //! every migration runs over the full schema there, as the first ones do
 //! over a database made before migrations were versioned. `init.sql` gets
-//! the same change; `tests/storage.rs` proves the two agree.
+//! the same change; `tests/storage_postgres.rs` proves the two agree.
 
 use deadpool_postgres::Pool;
 
