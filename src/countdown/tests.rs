@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::send::{
     Delivered, Delivery, Listed, MessageSink, Outgoing, Pacer, RetryPolicy, SendError, PAGE,
 };
-use crate::storage::{Journal, MemoryStore};
+use crate::storage::{Journal, MemoryStore, NewTask, TaskStatus, TaskStore};
 
 #[derive(Default)]
 struct Recorder {
@@ -77,6 +77,9 @@ fn listed(id: u64, author_id: u64, content: &str) -> Listed {
 struct Harness {
     recorder: Arc<Recorder>,
     scheduler: Scheduler,
+    /// Where the scheduler's journal writes.
+    store: Arc<MemoryStore>,
+    journal: Journal,
     metrics: Metrics,
     t0: Instant,
 }
@@ -89,6 +92,17 @@ fn scheduler(
     limits: Limits,
     metrics: &Metrics,
 ) -> Scheduler {
+    let journal = Journal::new(Arc::new(MemoryStore::new()), metrics.clone(), None);
+    journalling_scheduler(sink, rate, limits, metrics, journal)
+}
+
+fn journalling_scheduler(
+    sink: Arc<dyn MessageSink>,
+    rate: u32,
+    limits: Limits,
+    metrics: &Metrics,
+    journal: Journal,
+) -> Scheduler {
     let delivery = Delivery::new(
         sink,
         Arc::new(Pacer::new(rate)),
@@ -99,7 +113,7 @@ fn scheduler(
     Scheduler::new(
         limits,
         delivery,
-        Journal::new(Arc::new(MemoryStore::new()), metrics.clone(), None),
+        journal,
         metrics.clone(),
         CancellationToken::new(),
     )
@@ -113,10 +127,15 @@ fn harness(limits: Limits) -> Harness {
 fn harness_at(rate: u32, limits: Limits) -> Harness {
     let recorder = Arc::new(Recorder::default());
     let metrics = Metrics::new().unwrap();
-    let scheduler = scheduler(recorder.clone(), rate, limits, &metrics);
+    let store = Arc::new(MemoryStore::new());
+    let journal = Journal::new(store.clone(), metrics.clone(), None);
+    let scheduler =
+        journalling_scheduler(recorder.clone(), rate, limits, &metrics, journal.clone());
     Harness {
         recorder,
         scheduler,
+        store,
+        journal,
         metrics,
         t0: Instant::now(),
     }
@@ -128,6 +147,19 @@ const LIMITS: Limits = Limits {
 };
 
 impl Harness {
+    /// The row of a countdown to `target` in `channel_id`, as admission
+    /// writes it; its id.
+    async fn row(&self, channel_id: u64, target: u16) -> i64 {
+        let task = NewTask {
+            channel_id,
+            guild_id: Some(1),
+            user_id: 9,
+            target,
+            source: "mention",
+        };
+        self.store.insert(&task).await.unwrap().id
+    }
+
     fn start(&self, task_id: i64, channel_id: u64, target: u16) {
         let reservation = self.scheduler.reserve(channel_id, Some(1)).unwrap();
         self.spawn(reservation, task_id, channel_id, 1, target, None);
@@ -354,13 +386,41 @@ async fn admission_holds_the_caps() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_interrupts_without_ending_rows() {
     let h = harness(LIMITS);
-    h.start(1, 10, 100);
+    h.recorder
+        .answers
+        .lock()
+        .unwrap()
+        .extend((1..=2).map(|k| Delivered {
+            message_id: Some(100 + k),
+            ..Delivered::default()
+        }));
+    let id = h.row(10, 100).await;
+    h.start(id, 10, 100);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(h.scheduler.shutdown(Duration::from_secs(3)).await);
     for status in ["finished", "stopped", "failed"] {
         assert_eq!(h.metrics.finished.with_label_values(&[status]).get(), 0);
     }
     assert_eq!(h.send_times(10).len(), 2);
+    h.journal.flush().await.unwrap();
+    let row = h.store.task(id).unwrap();
+    assert_eq!(row.status, TaskStatus::Running, "resumed at the next start");
+    assert_eq!(row.row.last_sent, 2);
+    // Where a resume past the nonce window reads the channel from.
+    assert_eq!(row.row.last_message_id, Some(102));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_countdown_ends_its_row() {
+    let h = harness(LIMITS);
+    let id = h.row(10, 4).await;
+    h.start(id, 10, 4);
+    h.until_idle().await;
+    h.journal.flush().await.unwrap();
+    let row = h.store.task(id).unwrap();
+    assert_eq!(row.status, TaskStatus::Finished);
+    assert_eq!(row.row.last_sent, 4);
+    assert!(row.finished_at.is_some());
 }
 
 #[tokio::test(start_paused = true)]
