@@ -39,98 +39,35 @@ fn pool(db: &TestDb) -> Pool {
 /// The schema as the catalogs describe it, one line per column, index,
 /// constraint and sequence, plus `leader_state`'s row; refinery's history
 /// table left out.
+const SCHEMA_LINES: [&str; 5] = [
+    "SELECT format('column %s.%s #%s %s nullable=%s default=%s identity=%s %s', \
+            table_name, column_name, ordinal_position, data_type, is_nullable, \
+            column_default, is_identity, identity_generation) \
+       FROM information_schema.columns \
+      WHERE table_schema = 'public' AND table_name <> 'refinery_schema_history' \
+      ORDER BY table_name, ordinal_position",
+    "SELECT 'index ' || indexdef FROM pg_indexes \
+      WHERE schemaname = 'public' AND tablename <> 'refinery_schema_history' \
+      ORDER BY indexname",
+    "SELECT format('constraint %s.%s %s %s', conrelid::regclass, conname, contype, \
+                   pg_get_constraintdef(oid)) \
+       FROM pg_constraint \
+      WHERE connamespace = 'public'::regnamespace \
+        AND conrelid::regclass::text <> 'refinery_schema_history' \
+      ORDER BY conrelid::regclass::text, conname",
+    "SELECT format('sequence %s %s start=%s by=%s', sequencename, data_type, start_value, \
+                   increment_by) \
+       FROM pg_sequences WHERE schemaname = 'public' ORDER BY sequencename",
+    "SELECT format('leader_state %s %s %s %s', id, epoch, holder, clean) FROM leader_state",
+];
+
 async fn schema(db: &TestDb) -> Vec<String> {
     let client = db.client().await;
     let mut lines = Vec::new();
-    let columns = client
-        .query(
-            "SELECT table_name::text, column_name::text, ordinal_position::int, data_type::text, \
-                    is_nullable::text, COALESCE(column_default::text, ''), is_identity::text, \
-                    COALESCE(identity_generation::text, '') \
-               FROM information_schema.columns \
-              WHERE table_schema = 'public' AND table_name <> 'refinery_schema_history' \
-              ORDER BY table_name, ordinal_position",
-            &[],
-        )
-        .await
-        .unwrap();
-    for r in &columns {
-        lines.push(format!(
-            "column {}.{} #{} {} nullable={} default={:?} identity={} {}",
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, i32>(2),
-            r.get::<_, String>(3),
-            r.get::<_, String>(4),
-            r.get::<_, String>(5),
-            r.get::<_, String>(6),
-            r.get::<_, String>(7),
-        ));
-    }
-    let indexes = client
-        .query(
-            "SELECT indexdef FROM pg_indexes \
-              WHERE schemaname = 'public' AND tablename <> 'refinery_schema_history' \
-              ORDER BY indexname",
-            &[],
-        )
-        .await
-        .unwrap();
-    lines.extend(
-        indexes
-            .iter()
-            .map(|r| format!("index {}", r.get::<_, String>(0))),
-    );
-    let constraints = client
-        .query(
-            "SELECT conrelid::regclass::text, conname::text, contype::text, \
-                    pg_get_constraintdef(oid) \
-               FROM pg_constraint \
-              WHERE connamespace = 'public'::regnamespace \
-                AND conrelid::regclass::text <> 'refinery_schema_history' \
-              ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .unwrap();
-    for r in &constraints {
-        lines.push(format!(
-            "constraint {}.{} {} {}",
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, String>(2),
-            r.get::<_, String>(3),
-        ));
-    }
-    let sequences = client
-        .query(
-            "SELECT sequencename::text, data_type::text, start_value, increment_by \
-               FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    for r in &sequences {
-        lines.push(format!(
-            "sequence {} {} start={} by={}",
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, i64>(2),
-            r.get::<_, i64>(3),
-        ));
-    }
-    let leader = client
-        .query("SELECT id, epoch, holder, clean FROM leader_state", &[])
-        .await
-        .unwrap();
-    for r in &leader {
-        lines.push(format!(
-            "leader_state {} {} {:?} {}",
-            r.get::<_, bool>(0),
-            r.get::<_, i64>(1),
-            r.get::<_, Option<String>>(2),
-            r.get::<_, bool>(3),
-        ));
+    for sql in SCHEMA_LINES {
+        for row in client.query(sql, &[]).await.unwrap() {
+            lines.push(row.get(0));
+        }
     }
     lines
 }
