@@ -11,6 +11,26 @@ use crate::harness::{ms_between, percentile, sorted, HistogramDelta, Metrics, No
 
 pub(super) const LATENESS: &str = "countdown_tick_lateness_seconds";
 
+/// The numbers of a `count to n` in channel `ch` as its users saw them:
+/// 1..=n in order (replies left out), or an error naming what the channel
+/// shows instead.
+pub(super) fn counted(
+    ch: u64,
+    messages: &[PostedMessage],
+    n: usize,
+) -> anyhow::Result<Vec<&PostedMessage>> {
+    let numbers: Vec<&PostedMessage> = messages
+        .iter()
+        .filter(|m| m.message_reference.is_none())
+        .collect();
+    let contents: Vec<&str> = numbers.iter().map(|m| m.content.as_str()).collect();
+    let expected: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
+    if contents != expected {
+        anyhow::bail!("channel {ch} shows {contents:?}, not 1..={n}");
+    }
+    Ok(numbers)
+}
+
 /// Lateness rows: against the schedule alone, and against the physical
 /// limit (the later of the due time and the moment the channel's bucket
 /// had room, `PostedMessage::room_from`), which the goal is judged on.

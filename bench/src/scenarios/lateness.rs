@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-use fake_discord::{Author, FakeConfig, PostedMessage};
+use fake_discord::{Author, FakeConfig};
 
 use super::figures::{
-    bot_lateness, busiest_second, lateness_rows, leaky_bucket_low, ms, noise_rows, pct, Lateness,
+    bot_lateness, busiest_second, counted, lateness_rows, leaky_bucket_low, ms, noise_rows, pct,
+    Lateness,
 };
 use super::{channels, mention, Ctx};
 use crate::harness::{
@@ -48,15 +48,7 @@ pub async fn lateness(ctx: &mut Ctx) -> anyhow::Result<()> {
         let messages = fake
             .wait_for_messages(*ch, n, Duration::from_secs(n as u64 + 30))
             .await?;
-        let numbers: Vec<&PostedMessage> = messages
-            .iter()
-            .filter(|m| m.message_reference.is_none())
-            .collect();
-        let contents: Vec<&str> = numbers.iter().map(|m| m.content.as_str()).collect();
-        let expected: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
-        if contents != expected {
-            bail!("channel {ch} shows {contents:?}, not 1..={n}");
-        }
+        let numbers = counted(*ch, &messages, n)?;
         let t1 = numbers[0].at;
         first.push(ms_between(t1, injected[i]));
         for (k, m) in numbers.iter().enumerate().skip(1) {

@@ -1,10 +1,11 @@
-//! The six scenarios (BENCHMARKS.md, "The six scenarios"), one module each,
+//! The seven scenarios (BENCHMARKS.md, "The seven scenarios"), one module each,
 //! and what they share: the context they report to, the fake's world, and
 //! the figures ([`figures`]). Each starts its own fake Discord, database and
 //! bot, measures, and adds rows to the report. The fake's channel buckets
 //! are Discord's leaky ones unless `--fixed-windows` asks for the older
 //! shape (BENCHMARKS.md, "Discord's limits as the fake models them").
 
+mod burst;
 mod cold_start;
 mod drift;
 mod figures;
@@ -20,6 +21,7 @@ use fake_discord::{BucketModel, FakeConfig, FakeDiscord, GuildSpec, PostedMessag
 use crate::harness::{Clock, RunningRow};
 use crate::report::Report;
 
+pub use burst::burst;
 pub use cold_start::cold_start;
 pub use drift::drift;
 pub use lateness::lateness;
