@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use fake_discord::{Author, FakeConfig, PostedMessage};
 
-use super::figures::{counted, mb, ms, noise_rows, pct};
+use super::figures::{counted, mb, ms, noise_rows, pct, wire_split};
 use super::{caps, channels, mention, world, Ctx};
 use crate::harness::{
     ms_between, percentile, self_cpu_seconds, sorted, BenchDb, Bot, PgProxy, StallProbe, USER,
@@ -187,12 +187,7 @@ async fn burst_of(ctx: &mut Ctx, count: u64, n: usize) -> anyhow::Result<()> {
     ctx.info(
         s,
         "round trips per command: simple queries (Q) / Syncs / statements prepared (Parse)",
-        format!(
-            "{:.2} / {:.2} / {:.2}",
-            per_command(wire1.0 - wire0.0),
-            per_command(wire1.1 - wire0.1),
-            per_command(wire1.2 - wire0.2)
-        ),
+        wire_split(wire0, wire1, |v| format!("{:.2}", per_command(v))),
     );
     ctx.info(
         s,

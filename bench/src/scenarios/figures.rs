@@ -167,6 +167,21 @@ pub(super) fn noise_rows(
     );
 }
 
+/// The simple queries, Syncs and statements prepared between two
+/// snapshots of the wire counts (`WireCounts::snapshot`), each put by `per`.
+pub(super) fn wire_split(
+    before: (u64, u64, u64),
+    after: (u64, u64, u64),
+    per: impl Fn(u64) -> String,
+) -> String {
+    format!(
+        "{} / {} / {}",
+        per(after.0 - before.0),
+        per(after.1 - before.1),
+        per(after.2 - before.2)
+    )
+}
+
 pub(super) fn ms(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()

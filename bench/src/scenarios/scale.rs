@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fake_discord::FakeConfig;
 
-use super::figures::{bot_lateness, lateness_rows, mb, ms, noise_rows, pct, Lateness};
+use super::figures::{bot_lateness, lateness_rows, mb, ms, noise_rows, pct, wire_split, Lateness};
 use super::{caps, channels, nonce_of, size_override, world, Ctx};
 use crate::harness::{
     cpu_of, listen_overflows, machine_busy_seconds, percentile, self_cpu_seconds, sorted, BenchDb,
@@ -183,12 +183,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.info(
         S,
         "round trips: simple queries (Q) / Syncs / statements prepared (Parse)",
-        format!(
-            "{} / {} / {}",
-            per_s(wire1.0 - wire0.0),
-            per_s(wire1.1 - wire0.1),
-            per_s(wire1.2 - wire0.2)
-        ),
+        wire_split(wire0, wire1, per_s),
     );
     ctx.info(
         S,
