@@ -19,10 +19,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -82,14 +81,6 @@ fn prometheus_bin() -> PathBuf {
                  or set PROMETHEUS_BIN=/path/to/prometheus"
             )
         })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The repository's prometheus.yml, pointed at the test bot: the DNS
@@ -238,26 +229,20 @@ impl Daemon {
 
     /// Waits for `GET /-/ready` (both servers have it).
     async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{} exited with {status}:\n{}", self.name, self.log());
-            }
-            let ready = http
-                .get(format!("http://{}/-/ready", self.addr))
-                .send()
-                .await;
-            if matches!(ready, Ok(r) if r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never ready:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = format!("http://{}/-/ready", self.addr);
+        eventually(
+            &format!("{} ready", self.name),
+            Duration::from_secs(20),
+            async || {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("{} exited with {status}", self.name);
+                }
+                let answer = http.get(&url).send().await;
+                answer.ok().map(|r| r.status().as_u16())
+            },
+            |status| matches!(status, Some(200..=299)),
+        )
+        .await;
     }
 }
 
@@ -363,21 +348,13 @@ impl Prometheus {
 
     /// Polls `expr` until its single sample satisfies `check`.
     async fn wait_value(&self, expr: &str, check: impl Fn(f64) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let samples = self.query(expr).await;
-            if let [(_, v)] = samples.as_slice() {
-                if check(*v) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting on {expr}: {samples:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(
+            expr,
+            Duration::from_secs(20),
+            async || self.query(expr).await,
+            |samples| matches!(samples.as_slice(), [(_, v)] if check(*v)),
+        )
+        .await;
     }
 
     /// The alerting rules Prometheus loaded.
@@ -673,31 +650,28 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
     // --- Prometheus has scraped the final values ------------------------------
     // Every countdown_* sample of the bot equals what Prometheus stores (read
     // from the bot each round: a last reply may still be on its way).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = bot.metrics().await;
-        let mut samples = 0;
-        let mut behind = Vec::new();
-        for line in metrics.lines().filter(|l| l.starts_with("countdown_")) {
-            let (sample, value) = line.rsplit_once(' ').unwrap();
-            let value: f64 = value.parse().unwrap();
-            samples += 1;
-            let got = prom.query(sample).await;
-            if !matches!(got.as_slice(), [(_, v)] if *v == value) {
-                behind.push(format!("{sample} = {value}, Prometheus has {got:?}"));
+    eventually(
+        "Prometheus to catch up with the bot",
+        Duration::from_secs(20),
+        async || {
+            let metrics = bot.metrics().await;
+            let mut samples = 0;
+            let mut behind = Vec::new();
+            for line in metrics.lines().filter(|l| l.starts_with("countdown_")) {
+                let (sample, value) = line.rsplit_once(' ').unwrap();
+                let value: f64 = value.parse().unwrap();
+                samples += 1;
+                let got = prom.query(sample).await;
+                if !matches!(got.as_slice(), [(_, v)] if *v == value) {
+                    behind.push(format!("{sample} = {value}, Prometheus has {got:?}"));
+                }
             }
-        }
-        assert!(samples > 30, "too few samples:\n{metrics}");
-        if behind.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never caught up with the bot:\n{}",
-            behind.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            assert!(samples > 30, "too few samples:\n{metrics}");
+            behind
+        },
+        Vec::is_empty,
+    )
+    .await;
 
     // --- every dashboard query ---------------------------------------------------
     let exported = exported_names(&bot.metrics().await);
@@ -844,19 +818,13 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
     assert!(declared.len() >= 6, "alerts declared: {declared:?}");
 
     // Evaluated at least once since the final scrape: health "ok".
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rules = loop {
-        let rules = prom.alert_rules().await;
-        if rules.len() == declared.len() && rules.iter().all(|r| r.health == "ok") {
-            break rules;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alert rules not all loaded and healthy: {rules:#?}\n{}",
-            prom.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let rules = eventually(
+        "every alert rule loaded and healthy",
+        Duration::from_secs(20),
+        async || prom.alert_rules().await,
+        |rules| rules.len() == declared.len() && rules.iter().all(|r| r.health == "ok"),
+    )
+    .await;
     let mut loaded: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     loaded.sort();
     assert_eq!(
@@ -887,18 +855,13 @@ async fn dashboard_and_alert_rules_evaluate_in_a_real_prometheus_scraping_the_re
 
     // --- the bot goes away: CountdownBotDown goes pending ---------------------------
     bot.kill9();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let alerts = prom.alerts().await;
-        if alerts.iter().any(|(name, _)| name == "CountdownBotDown") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "CountdownBotDown never became active after the bot was killed: {alerts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        "CountdownBotDown active after the bot was killed",
+        Duration::from_secs(20),
+        async || prom.alerts().await,
+        |alerts| alerts.iter().any(|(name, _)| name == "CountdownBotDown"),
+    )
+    .await;
 }
 
 /// `ALERTMANAGER_BIN`, else Debian's `prometheus-alertmanager` or

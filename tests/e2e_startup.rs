@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -50,18 +50,13 @@ async fn without_its_database_the_bot_waits_is_not_ready_and_still_stops_cleanly
     let missing = db.url.replace(&db.name, "countdown_no_such_database");
     let mut bot = Bot::start(&fake, &db, &[("DATABASE_URL", missing.as_str())]);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok((200, _)) = bot.get("/healthz").await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz never answered:\n{}",
-            bot.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        "/healthz 200",
+        Duration::from_secs(10),
+        async || bot.get("/healthz").await.ok(),
+        |answer| matches!(answer, Some((200, _))),
+    )
+    .await;
     let (status, body) = bot.get("/readyz").await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("not ready"), "{body}");
@@ -70,14 +65,8 @@ async fn without_its_database_the_bot_waits_is_not_ready_and_still_stops_cleanly
         0,
         "no gateway before the database answers"
     );
-    while bot.metric("countdown_db_errors_total").await < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no db error counted:\n{}",
-            bot.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    bot.wait_metric("countdown_db_errors_total", |v| v >= 1.0)
+        .await;
     let (exit, took) = bot.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
     assert!(exit.success(), "{exit:?}");
     assert!(took < Duration::from_secs(5));

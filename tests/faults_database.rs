@@ -38,38 +38,18 @@ async fn general_errors(db: &TestDb) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `general_errors` once it has exactly one row of `context`.
+/// `general_errors` once it has a row of `context`, checking it has one only.
 async fn db_rows_eventually(db: &TestDb, context: &str) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = general_errors(db).await;
-        let n = rows.iter().filter(|g| g.0 == context).count();
-        if n == 1 {
-            return rows;
-        }
-        assert!(
-            n == 0 && Instant::now() < deadline,
-            "want one {context} row: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_readyz_status(bot: &Bot, want: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((status, body)) = bot.get("/readyz").await {
-            if status == want {
-                return body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never {want}:\n{}",
-            bot.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let rows = eventually(
+        &format!("a `{context}` row in general_errors"),
+        Duration::from_secs(10),
+        async || general_errors(db).await,
+        |rows| rows.iter().any(|g| g.0 == context),
+    )
+    .await;
+    let n = rows.iter().filter(|g| g.0 == context).count();
+    assert_eq!(n, 1, "want one {context} row: {rows:?}");
+    rows
 }
 
 /// The contract for an instance alone (no standby waiting): the bot
@@ -101,7 +81,7 @@ async fn a_database_outage_loses_nothing_and_delays_nothing() {
     // ---- the database goes down
     let down_at = Instant::now();
     pg.stop();
-    let body = wait_readyz_status(&bot, 503).await;
+    let body = bot.wait_readyz_is(503).await;
     assert!(body.contains("database"), "{body}");
 
     let ask = say(&fake, refused, &mention(&fake, "count to 5")).await;
@@ -142,7 +122,7 @@ async fn a_database_outage_loses_nothing_and_delays_nothing() {
     // ---- the database is back
     let during = fake.messages(long).len();
     pg.start_again();
-    wait_readyz_status(&bot, 200).await;
+    bot.wait_readyz_is(200).await;
     // Rows by target (their ids follow the order the commands were handled in).
     let tasks = db
         .wait_tasks("progress and ends written", |t| {
@@ -179,9 +159,12 @@ async fn a_database_outage_loses_nothing_and_delays_nothing() {
     assert!(count_lines(&logs, "cannot admit a countdown") == 1);
     assert_eq!(count_lines(&logs, "no standby is waiting"), 1, "{logs}");
     bot.wait_metric("countdown_leader", |v| v == 1.0).await;
-    wait_until("the lock taken again", Duration::from_secs(10), || {
-        bot.log_count("leader lock taken again; still the leader") == 1
-    })
+    eventually(
+        "the lock taken again, once",
+        Duration::from_secs(10),
+        async || bot.log_count("leader lock taken again; still the leader"),
+        |n| *n == 1,
+    )
     .await;
 
     // Counting went on, on time, through the whole outage.
@@ -246,7 +229,7 @@ async fn with_a_standby_an_outage_fences_the_leader_and_it_carries_on_after() {
     let down_at = std::time::Instant::now();
     pg.stop();
 
-    let body = wait_readyz_status(&bot, 503).await;
+    let body = bot.wait_readyz_is(503).await;
     assert!(body.starts_with("not ready"), "{body}");
     // Fenced: nothing is sent a second after the lock connection is gone
     // (the pinger notices a closed connection at once; allow for noise).
@@ -339,21 +322,21 @@ async fn with_a_standby_an_outage_fences_the_leader_and_it_carries_on_after() {
 /// Index of the instance that leads once the database is back, when its
 /// `/readyz` says ready.
 async fn wait_for_a_leader(bots: &[Bot; 2]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for (i, bot) in bots.iter().enumerate() {
-            if let Ok((200, _)) = bot.get("/readyz").await {
-                return i;
+    let leader = eventually(
+        "an instance whose /readyz is 200",
+        Duration::from_secs(30),
+        async || {
+            for (i, bot) in bots.iter().enumerate() {
+                if let Ok((200, _)) = bot.get("/readyz").await {
+                    return Some(i);
+                }
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nobody leads:\n{}\n{}",
-            bots[0].logs(),
-            bots[1].logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            None
+        },
+        Option::is_some,
+    )
+    .await;
+    leader.unwrap_or_default()
 }
 
 /// The outage's `general_errors` row survives a kill -9 right after the
@@ -372,28 +355,25 @@ async fn the_outage_row_survives_a_kill_9_right_after_the_database_is_back() {
         .await;
 
     pg.stop();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bot.log_count("cannot write to the database") == 0 {
-        assert!(Instant::now() < deadline, "no outage seen:\n{}", bot.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bot.wait_log("cannot write to the database").await;
     let during = fake.messages(ch).len() as i32;
     wait_messages(&fake, ch, during as usize + 2).await;
     pg.start_again();
     // Kill the moment the progress sent during the outage is in the database.
     let client = db.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = client
-            .query_one("SELECT last_sent FROM tasks", &[])
-            .await
-            .unwrap();
-        if row.get::<_, i32>(0) >= during {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress:\n{}", bot.logs());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        &format!("last_sent {during} in the database"),
+        Duration::from_secs(20),
+        async || {
+            let row = client
+                .query_one("SELECT last_sent FROM tasks", &[])
+                .await
+                .unwrap();
+            row.get::<_, i32>(0)
+        },
+        |last_sent| *last_sent >= during,
+    )
+    .await;
     bot.kill9();
     let rows = general_errors(&db).await;
     let outage: Vec<_> = rows.iter().filter(|g| g.0 == "database").collect();

@@ -118,9 +118,12 @@ async fn hostile_input_gets_at_most_one_reply_and_never_a_number() {
     }
 
     let expected_replies = cases.iter().filter(|c| c.1 == Expect::Usage).count() + dm_cases.len();
-    wait_until("every expected reply", Duration::from_secs(30), || {
-        fake.all_messages().len() >= expected_replies
-    })
+    eventually(
+        &format!("{expected_replies} replies"),
+        Duration::from_secs(30),
+        async || fake.all_messages().len(),
+        |replies| *replies >= expected_replies,
+    )
     .await;
     // Anything extra would have arrived by now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -216,10 +219,7 @@ async fn a_row_the_database_refuses_does_not_stall_the_journal() {
     );
     say(&fake, a, &mention(&fake, "count to poison")).await;
     wait_messages(&fake, a, 1).await;
-    wait_until("the refused row", Duration::from_secs(10), || {
-        bot.logs().contains("the database refused these rows")
-    })
-    .await;
+    bot.wait_log("the database refused these rows").await;
     say(&fake, b, &mention(&fake, "count to 2")).await;
     assert_eq!(numbers(&wait_messages(&fake, b, 2).await), one_to(2));
     say(&fake, c, &mention(&fake, "count to nothing")).await;

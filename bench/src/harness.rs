@@ -180,6 +180,16 @@ impl BenchDb {
         Ok(row.get(0))
     }
 
+    /// How many tasks have `status`.
+    pub async fn tasks_with_status(&self, status: &str) -> anyhow::Result<i64> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM tasks WHERE status = $1", &[&status])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Process ids of the server backends connected to this database.
     pub async fn backend_pids(&self) -> anyhow::Result<Vec<i32>> {
         let client = connect(&self.admin).await?;

@@ -2,7 +2,7 @@
 //! Discord (in this process) and a fresh PostgreSQL database per scenario.
 //!
 //! ```sh
-//! cargo run --release -p bench              # everything, ~4 minutes
+//! cargo run --release -p bench              # everything, ~6 minutes
 //! cargo run -p bench -- --quick             # small sizes, no thresholds (CI smoke)
 //! cargo run --release -p bench -- --only 3,4 --markdown /tmp/results.md
 //! ```
@@ -31,7 +31,7 @@ const USAGE: &str = "usage: bench [--quick] [--only 1,2,...] [--markdown FILE] [
 
   --quick          small sizes, no thresholds checked (CI smoke run, < 1 min)
   --only LIST      run only these scenarios (1 drift, 2 normal load, 3 over budget,
-                   4 scale, 5 resume, 6 cold start)
+                   4 scale, 5 resume, 6 cold start, 7 burst)
   --markdown FILE  also write the machine and the table as Markdown to FILE
   --no-build       do not build the bot binary first
   --fixed-windows  the fake's channel buckets as fixed windows opening at their first
@@ -51,7 +51,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut args = Args {
         quick: false,
-        only: (1..=6).collect(),
+        only: (1..=7).collect(),
         markdown: None,
         build: true,
         channel_model: BucketModel::default(),
@@ -177,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
             4 => scenarios::scale(&mut ctx).await,
             5 => scenarios::resume(&mut ctx).await,
             6 => scenarios::cold_start(&mut ctx).await,
+            7 => scenarios::burst(&mut ctx).await,
             other => Err(anyhow::anyhow!("there is no scenario {other}")),
         };
         if let Err(e) = outcome {
