@@ -33,6 +33,7 @@ struct State {
     /// `leader_state.epoch`.
     epoch: i64,
     down: bool,
+    insert_batches: usize,
 }
 
 /// A `tasks` row as the store holds it.
@@ -55,6 +56,11 @@ impl MemoryStore {
 
     /// Every call fails from now on, as with a database that is down, until
     /// `set_down(false)`.
+    /// How many times rows were inserted (one batch each).
+    pub fn insert_batches(&self) -> usize {
+        self.state().insert_batches
+    }
+
     pub fn set_down(&self, down: bool) {
         self.state().down = down;
     }
@@ -101,6 +107,36 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Admits `task` unless its channel has a running countdown.
+    fn insert(&mut self, task: &NewTask) -> Option<TaskRow> {
+        if self.running().any(|t| t.row.channel_id == task.channel_id) {
+            return None;
+        }
+        self.last_id += 1;
+        let now = Utc::now();
+        let row = TaskRow {
+            id: self.last_id,
+            channel_id: task.channel_id,
+            guild_id: task.guild_id,
+            user_id: task.user_id,
+            target: task.target,
+            last_sent: 0,
+            last_message_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.tasks.insert(
+            row.id,
+            Stored {
+                row: row.clone(),
+                status: TaskStatus::Running,
+                source: task.source,
+                finished_at: None,
+            },
+        );
+        Some(row)
+    }
+
     fn running(&self) -> impl Iterator<Item = &Stored> {
         self.tasks
             .values()
@@ -117,34 +153,10 @@ impl State {
 
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn insert(&self, task: &NewTask) -> Result<TaskRow, StorageError> {
+    async fn insert_many(&self, tasks: &[NewTask]) -> Result<Vec<Option<TaskRow>>, StorageError> {
         let mut state = self.up()?;
-        if state.running().any(|t| t.row.channel_id == task.channel_id) {
-            return Err(StorageError::ChannelBusy);
-        }
-        state.last_id += 1;
-        let now = Utc::now();
-        let row = TaskRow {
-            id: state.last_id,
-            channel_id: task.channel_id,
-            guild_id: task.guild_id,
-            user_id: task.user_id,
-            target: task.target,
-            last_sent: 0,
-            last_message_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        state.tasks.insert(
-            row.id,
-            Stored {
-                row: row.clone(),
-                status: TaskStatus::Running,
-                source: task.source,
-                finished_at: None,
-            },
-        );
-        Ok(row)
+        state.insert_batches += 1;
+        Ok(tasks.iter().map(|task| state.insert(task)).collect())
     }
 
     async fn expire_idle(&self, max_age: Duration) -> Result<Vec<TaskRow>, StorageError> {

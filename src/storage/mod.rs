@@ -4,6 +4,8 @@
 //!   and the rows that cross it.
 //! - [`postgres`]: [`PgStore`], the PostgreSQL store, and the pool.
 //! - [`schema`]: the versioned migrations, applied at start.
+//! - [`admissions`]: the rows of commands that arrive together, written
+//!   in one round trip.
 //! - [`journal`]: the background writer that keeps the database off the
 //!   send path, writing through a [`TaskStore`].
 //! - [`retention`]: the deletion of old rows (PostgreSQL's, by the leader).
@@ -11,6 +13,7 @@
 //!
 //! Leadership (`crate::leader`) has its own connection and advisory lock.
 
+pub mod admissions;
 pub mod journal;
 #[cfg(test)]
 pub mod memory;
@@ -19,6 +22,7 @@ pub mod retention;
 pub mod schema;
 pub mod store;
 
+pub use admissions::Admissions;
 pub use journal::Journal;
 #[cfg(test)]
 pub use memory::MemoryStore;
@@ -36,6 +40,12 @@ pub enum StorageError {
     Migration(#[from] refinery::Error),
     #[error("a countdown is already running in this channel")]
     ChannelBusy,
+    /// The admission this command was in failed (see [`admissions`]).
+    #[error("{0}")]
+    Batch(std::sync::Arc<StorageError>),
+    /// The admissions' writer has stopped (the bot is shutting down).
+    #[error("admissions stopped")]
+    Stopped,
     /// A `MemoryStore` told to fail, as a database that is down.
     #[cfg(test)]
     #[error("database unavailable (a test's)")]

@@ -3,12 +3,12 @@
 //! (`unnest`) so a flush is one round trip per kind of row, however many
 //! countdowns are running.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
 use super::store::{
@@ -98,34 +98,43 @@ macro_rules! fenced {
 
 #[async_trait]
 impl TaskStore for PgStore {
-    async fn insert(&self, task: &NewTask) -> Result<TaskRow, StorageError> {
+    async fn insert_many(&self, tasks: &[NewTask]) -> Result<Vec<Option<TaskRow>>, StorageError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
         let client = self.pool.get().await?;
+        // `ON CONFLICT DO NOTHING` without a target: the only unique index
+        // a new row can break is `tasks_one_running_per_channel`, so a task
+        // left out of the answer is one whose channel is busy. Rows are
+        // inserted in the arrays' order, so of two tasks of one channel the
+        // first wins.
         let sql = format!(
             "INSERT INTO tasks (channel_id, guild_id, user_id, target, source) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[]) \
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
         );
-        let row = client
-            .query_one(
-                &sql,
-                &[
-                    &db_id(task.channel_id),
-                    &task.guild_id.map(db_id),
-                    &db_id(task.user_id),
-                    &i32::from(task.target),
-                    &task.source,
-                ],
+        let statement = client.prepare_cached(&sql).await?;
+        let channels: Vec<i64> = tasks.iter().map(|t| db_id(t.channel_id)).collect();
+        let guilds: Vec<Option<i64>> = tasks.iter().map(|t| t.guild_id.map(db_id)).collect();
+        let users: Vec<i64> = tasks.iter().map(|t| db_id(t.user_id)).collect();
+        let targets: Vec<i32> = tasks.iter().map(|t| i32::from(t.target)).collect();
+        let sources: Vec<&str> = tasks.iter().map(|t| t.source).collect();
+        let rows = client
+            .query(
+                &statement,
+                &[&channels, &guilds, &users, &targets, &sources],
             )
-            .await
-            .map_err(|e| {
-                // `tasks_one_running_per_channel`, the only unique index a
-                // new row can break.
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                    StorageError::ChannelBusy
-                } else {
-                    StorageError::Query(e)
-                }
-            })?;
-        Ok(task_row(&row)?)
+            .await?;
+        let mut by_channel: HashMap<u64, TaskRow> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let row = task_row(row)?;
+            by_channel.insert(row.channel_id, row);
+        }
+        // Each row goes to the first task of its channel.
+        Ok(tasks
+            .iter()
+            .map(|t| by_channel.remove(&t.channel_id))
+            .collect())
     }
 
     async fn expire_idle(&self, max_age: Duration) -> Result<Vec<TaskRow>, StorageError> {

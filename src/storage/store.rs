@@ -17,17 +17,26 @@ use super::StorageError;
 /// side: the store sits behind the journal, the scheduler, the command
 /// service and the resumer, and a type parameter would run through all of
 /// them for a call that costs a network round trip anyway.
-///
-/// A batch admission (many `count to` in one round trip) fits as one more
-/// method beside [`TaskStore::insert`], taking `&[NewTask]` and answering,
-/// in order, a [`TaskRow`] or [`StorageError::ChannelBusy`] per task.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Writes the row that admits a countdown: `running`, `last_sent = 0`,
-    /// `created_at = now`. A countdown already `running` in the channel
-    /// makes this [`StorageError::ChannelBusy`]: "one per channel" is the
-    /// store's rule too, not only the scheduler's.
-    async fn insert(&self, task: &NewTask) -> Result<TaskRow, StorageError>;
+    /// Writes the rows that admit countdowns, all in one round trip (a burst
+    /// of commands is admitted together, see [`super::admissions`]):
+    /// `running`, `last_sent = 0`, `created_at = now`. Answers, in order,
+    /// each task's row, or `None` when a countdown is already `running` in
+    /// its channel: "one per channel" is the store's rule too, not only the
+    /// scheduler's (of two tasks of one channel in a batch, the first
+    /// wins). Any other failure fails the whole batch.
+    async fn insert_many(&self, tasks: &[NewTask]) -> Result<Vec<Option<TaskRow>>, StorageError>;
+
+    /// [`TaskStore::insert_many`] of one task; a countdown already
+    /// `running` in the channel makes this [`StorageError::ChannelBusy`].
+    async fn insert(&self, task: &NewTask) -> Result<TaskRow, StorageError> {
+        self.insert_many(std::slice::from_ref(task))
+            .await?
+            .pop()
+            .flatten()
+            .ok_or(StorageError::ChannelBusy)
+    }
 
     /// Marks `running` rows idle for longer than `max_age` as `expired`;
     /// returns them.

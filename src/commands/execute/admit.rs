@@ -48,13 +48,12 @@ impl CommandService {
             target,
             source: origin.source.label(),
         };
-        let store = inner.journal.store();
-        let mut inserted = store.insert(&new).await;
+        let mut inserted = inner.admissions.admit(new.clone()).await;
         if matches!(inserted, Err(StorageError::ChannelBusy)) {
             // The countdown that just ended here may not have its final
             // status written yet: write it, then try once more.
             if inner.journal.flush().await.is_ok() {
-                inserted = store.insert(&new).await;
+                inserted = inner.admissions.admit(new).await;
             }
         }
         let row = match inserted {

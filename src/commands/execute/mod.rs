@@ -30,7 +30,7 @@ use super::Origin;
 use crate::countdown::{Limits, Scheduler};
 use crate::metrics::Metrics;
 use crate::send::Delivery;
-use crate::storage::{CommandError, Journal};
+use crate::storage::{Admissions, CommandError, Journal};
 
 pub use admit::CountOutcome;
 pub use stop::StopOutcome;
@@ -43,8 +43,10 @@ pub struct CommandService {
 
 struct Inner {
     scheduler: Scheduler,
-    /// Also where a countdown's row is written ([`Journal::store`]).
     journal: Journal,
+    /// Where a countdown's row is written, with the others of its burst
+    /// (over [`Journal::store`]).
+    admissions: Admissions,
     metrics: Metrics,
     replies: Delivery,
     limits: Limits,
@@ -66,6 +68,7 @@ impl CommandService {
         CommandService {
             inner: Arc::new(Inner {
                 scheduler,
+                admissions: Admissions::start(journal.store().clone()),
                 journal,
                 metrics,
                 replies,
