@@ -1,13 +1,24 @@
-//! Demo traffic: a user who talks to the bot connected to the fake, so that
-//! a demo without Discord (`fake-discord --demo-traffic`, the compose
-//! profile `demo`) shows the bot counting.
+//! Demo traffic: a user who talks to the bot connected to the fake, and a
+//! Discord that lets the bot down now and then, so that a demo without
+//! Discord (`fake-discord --demo-traffic`, the compose profile `demo`) shows
+//! the bot counting, stopping and failing, and the stack's panels, tables
+//! and alerts moving with it.
 //!
-//! Once a bot is connected, every [`DemoTraffic::every`] it says
-//! `@bot count to N` in the next of its channels (N from 3 to
-//! [`DemoTraffic::max_count`]); every third countdown is followed by a
-//! `status`, and every fifth is a long one that a `stop` ends. It prints
-//! what it says, every message the bot posts in those channels, and a line
-//! when a countdown is complete (its numbers, in order, once each).
+//! Once a bot is connected, every [`DemoTraffic::every`] it starts the next
+//! round in the next of its channels. The rounds follow [`CYCLE`]: a plain
+//! countdown, one asked for its `status`, one whose channel the bot loses
+//! Send Messages in (Discord refuses its next number with 403, the countdown
+//! fails), a long one that a `stop` ends, one during which Discord answers
+//! 502 a few times (the bot retries, the countdown completes late), and an
+//! invalid command plus a second `count to` in a counting channel (both
+//! answered, both refused). With the default 15 s, the first minute has
+//! shown counting, a status, a failure and a stop.
+//!
+//! It prints what the user says, every message the bot posts in those
+//! channels, what the fake does to the bot, a line per countdown once it is
+//! over (complete, stopped or failed, and whether its numbers came in order,
+//! once each), and every alert posted through the demo's incoming webhook
+//! ([`ALERTS_WEBHOOK_ID`], [`alerts_webhook_url`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,29 +29,88 @@ use crate::{Author, FakeDiscord, PostedMessage};
 
 /// The target of the countdowns that a `stop` ends.
 pub const LONG_COUNT: u32 = 60;
+/// Numbers a countdown posts before its round's trouble starts (the lost
+/// permission, Discord's 502s).
+pub const TROUBLE_AFTER: u32 = 2;
+/// Message POSTs Discord answers 502 in a [`Twist::Hiccup`] round.
+pub const HICCUP_POSTS: usize = 3;
+/// The demo's incoming webhook, where the stack's Alertmanager posts: its
+/// id and token are fixed so that the stack's configuration can name its
+/// URL before the fake runs (docker/demo.env).
+pub const ALERTS_WEBHOOK_ID: u64 = 900_000_000_000_000_100;
+pub const ALERTS_WEBHOOK_TOKEN: &str = "demo-alerts";
+
+/// The URL of the demo's alerts webhook on a fake reached at `base_url`.
+pub fn alerts_webhook_url(base_url: &str) -> String {
+    format!(
+        "{}/api/webhooks/{ALERTS_WEBHOOK_ID}/{ALERTS_WEBHOOK_TOKEN}",
+        base_url.trim_end_matches('/')
+    )
+}
+
+/// What a round does besides asking for a countdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Twist {
+    /// Nothing: the countdown runs to its end.
+    Plain,
+    /// The user asks for the `status` 1.5 s in.
+    Status,
+    /// After [`TROUBLE_AFTER`] numbers the bot loses Send Messages in the
+    /// channel: Discord refuses its next number (403 Missing Permissions),
+    /// which the bot does not retry, and the countdown fails. The permission
+    /// comes back once the refusal is seen.
+    LosesPermission,
+    /// A countdown to [`LONG_COUNT`] that a `stop` ends 3.5 s in.
+    Stopped,
+    /// After [`TROUBLE_AFTER`] numbers Discord answers the next
+    /// [`HICCUP_POSTS`] message posts 502 Bad Gateway; the bot retries and
+    /// the countdown completes, a number late.
+    Hiccup,
+    /// `count to ten` first (invalid: the bot answers with its usage), the
+    /// countdown 1 s later, and a `count to 3` while it runs (refused: the
+    /// channel is counting).
+    Refusals,
+}
+
+/// The rounds, in turn. The failures of one cycle (one refused post, three
+/// 502s) are more than 5 % of the bot's posts, as steady as the cycle:
+/// what the stack's CountdownSendErrors needs for its 5 minutes.
+pub const CYCLE: [Twist; 6] = [
+    Twist::Plain,
+    Twist::Status,
+    Twist::LosesPermission,
+    Twist::Stopped,
+    Twist::Hiccup,
+    Twist::Refusals,
+];
 
 /// How the demo user talks to the bot.
 #[derive(Clone, Debug)]
 pub struct DemoTraffic {
     /// The channels to talk in, in turn.
     pub channels: Vec<u64>,
-    /// Time between two countdowns asked for.
+    /// Time between two rounds.
     pub every: Duration,
-    /// The largest N of a plain `count to N` (3 at least).
+    /// The largest N of a countdown that is not a [`Twist::Stopped`] one
+    /// ([`TROUBLE_AFTER`] + 2 at least, so that the trouble comes before the
+    /// end).
     pub max_count: u32,
-    /// How many countdowns to ask for; `None`: until the process ends.
+    /// How many rounds to run; `None`: until the process ends.
     pub rounds: Option<u64>,
     /// The user id that speaks.
     pub user: u64,
+    /// Where the demo's alerts webhook posts; `None`: no webhook.
+    pub alerts_channel: Option<u64>,
 }
 
 impl DemoTraffic {
-    /// The first channel of each of the first three guilds, a countdown
-    /// every 15 s, up to `count to 10`, forever.
+    /// The first channel of each of the first three guilds, a round every
+    /// 15 s, up to `count to 10`, forever; the alerts webhook posts in the
+    /// second channel of the first guild.
     pub fn new(fake: &FakeDiscord) -> DemoTraffic {
+        let guilds = fake.guilds();
         DemoTraffic {
-            channels: fake
-                .guilds()
+            channels: guilds
                 .iter()
                 .take(3)
                 .filter_map(|g| g.channels.first().copied())
@@ -49,6 +119,7 @@ impl DemoTraffic {
             max_count: 10,
             rounds: None,
             user: 42,
+            alerts_channel: guilds.first().and_then(|g| g.channels.get(1)).copied(),
         }
     }
 
@@ -56,30 +127,34 @@ impl DemoTraffic {
     /// (after the round's start).
     pub fn script(&self, round: u64) -> (Asked, Vec<(Duration, String)>) {
         let channel = self.channels[(round % self.channels.len() as u64) as usize];
-        if round % 5 == 4 {
-            let asked = Asked {
-                channel,
-                target: LONG_COUNT,
-                stopped: true,
-            };
-            return (
-                asked,
-                vec![
-                    (Duration::ZERO, format!("count to {LONG_COUNT}")),
-                    (Duration::from_millis(3_500), "stop".to_owned()),
-                ],
-            );
-        }
-        let span = u64::from(self.max_count.max(3) - 2);
-        let target = 3 + ((round * 3) % span) as u32;
-        let mut says = vec![(Duration::ZERO, format!("count to {target}"))];
-        if round % 3 == 1 {
-            says.push((Duration::from_millis(1_500), "status".to_owned()));
-        }
+        let twist = CYCLE[(round % CYCLE.len() as u64) as usize];
+        let lowest = TROUBLE_AFTER + 2;
+        let span = u64::from(self.max_count.max(lowest) - lowest + 1);
+        let target = match twist {
+            Twist::Stopped => LONG_COUNT,
+            _ => lowest + ((round * 3) % span) as u32,
+        };
+        let count = format!("count to {target}");
+        let says = match twist {
+            Twist::Plain | Twist::LosesPermission | Twist::Hiccup => vec![(Duration::ZERO, count)],
+            Twist::Status => vec![
+                (Duration::ZERO, count),
+                (Duration::from_millis(1_500), "status".to_owned()),
+            ],
+            Twist::Stopped => vec![
+                (Duration::ZERO, count),
+                (Duration::from_millis(3_500), "stop".to_owned()),
+            ],
+            Twist::Refusals => vec![
+                (Duration::ZERO, "count to ten".to_owned()),
+                (Duration::from_millis(1_000), count),
+                (Duration::from_millis(2_500), "count to 3".to_owned()),
+            ],
+        };
         let asked = Asked {
             channel,
             target,
-            stopped: false,
+            twist,
         };
         (asked, says)
     }
@@ -90,8 +165,7 @@ impl DemoTraffic {
 pub struct Asked {
     pub channel: u64,
     pub target: u32,
-    /// A `stop` ends it early.
-    pub stopped: bool,
+    pub twist: Twist,
 }
 
 struct Watch {
@@ -100,39 +174,56 @@ struct Watch {
     deadline: Instant,
     /// The channel's message count when it was asked for.
     from: usize,
+    /// The round's trouble has started (the permission taken, the 502s armed).
+    troubled: bool,
     done: bool,
 }
 
 /// Talks to the bot as [`DemoTraffic`] says and hands each line to show to
 /// `out`. Returns the countdowns asked for once `rounds` are asked and each
-/// of them is over (complete, or stopped); with `rounds: None` it never
-/// returns. While no bot is connected it waits (the clock of the rounds
-/// waits with it).
+/// of them is over (complete, stopped or failed); with `rounds: None` it
+/// never returns. While no bot is connected it waits (the clock of the
+/// rounds waits with it).
 pub async fn run(
     fake: &FakeDiscord,
     traffic: &DemoTraffic,
     mut out: impl FnMut(&str),
 ) -> Vec<Asked> {
     assert!(!traffic.channels.is_empty(), "demo traffic needs a channel");
+    if let Some(channel) = traffic.alerts_channel {
+        let url = fake.create_webhook_with(channel, ALERTS_WEBHOOK_ID, ALERTS_WEBHOOK_TOKEN);
+        out(&format!(
+            "demo: alerts posted to {url} show here, as #{channel} gets them"
+        ));
+    }
     let mut round = 0u64;
     let mut next_round = Instant::now();
     let mut pending: Vec<(Instant, u64, String)> = Vec::new();
     let mut watches: Vec<Watch> = Vec::new();
     let mut shown: HashMap<u64, usize> = HashMap::new();
-    let mut waiting_said = false;
+    let mut alerts_shown = 0usize;
+    let mut waiting_since: Option<Instant> = None;
+    let mut hint_given = false;
     loop {
+        alerts_shown += show_alerts(fake, alerts_shown, &mut out);
         if !fake.is_ready() {
-            if !waiting_said {
+            let since = *waiting_since.get_or_insert_with(|| {
                 out("demo: waiting for a bot to connect to the fake Discord");
-                waiting_said = true;
+                Instant::now()
+            });
+            if !hint_given && since.elapsed() >= Duration::from_secs(60) {
+                out(
+                    "demo: no bot has connected for a minute; in the compose demo, \
+                     `docker compose logs setup bot` says why",
+                );
+                hint_given = true;
             }
             let _ = fake.wait_ready(Duration::from_secs(1)).await;
             next_round = Instant::now() + Duration::from_secs(1);
             continue;
         }
-        if waiting_said {
+        if waiting_since.take().is_some() {
             out("demo: a bot is connected");
-            waiting_said = false;
         }
 
         let now = Instant::now();
@@ -145,6 +236,7 @@ pub async fn run(
                 deadline: now + Duration::from_secs(u64::from(asked.target) + 30),
                 from: fake.message_count(asked.channel),
                 asked,
+                troubled: false,
                 done: false,
             });
             round += 1;
@@ -180,12 +272,23 @@ pub async fn run(
                 .iter_mut()
                 .filter(|w| !w.done && w.asked.channel == channel)
             {
-                if let Some(line) = verdict(&w.asked, &fake.messages_from(channel, w.from)) {
+                let since = fake.messages_from(channel, w.from);
+                if !w.troubled && numbers(&since).len() >= TROUBLE_AFTER as usize {
+                    trouble(fake, &w.asked, &mut out);
+                    w.troubled = true;
+                }
+                let refused = fake.send_refusals(channel).unwrap_or(0) > 0;
+                if let Some(line) = verdict(&w.asked, &since, refused) {
                     out(&format!("#{channel} {line}"));
+                    if w.asked.twist == Twist::LosesPermission {
+                        fake.deny_send(channel, false);
+                        out(&format!("#{channel} demo: the bot may post here again"));
+                    }
                     w.done = true;
                 } else if now >= w.deadline {
                     let target = w.asked.target;
                     out(&format!("#{channel} count to {target}: NOT over in time"));
+                    fake.deny_send(channel, false);
                     w.done = true;
                 }
             }
@@ -202,19 +305,85 @@ pub async fn run(
     }
 }
 
-/// The line for a countdown that is over, `None` while it runs.
-fn verdict(asked: &Asked, since: &[PostedMessage]) -> Option<String> {
-    let numbers: Vec<u32> = since
+/// Starts the trouble of `asked`'s round, if it has one.
+fn trouble(fake: &FakeDiscord, asked: &Asked, out: &mut impl FnMut(&str)) {
+    let channel = asked.channel;
+    match asked.twist {
+        Twist::LosesPermission => {
+            fake.deny_send(channel, true);
+            out(&format!(
+                "#{channel} demo: a moderator takes away the bot's Send Messages here"
+            ));
+        }
+        Twist::Hiccup => {
+            fake.fail_next(HICCUP_POSTS, 502);
+            out(&format!(
+                "#{channel} demo: Discord answers the next {HICCUP_POSTS} posts 502 Bad Gateway"
+            ));
+        }
+        Twist::Plain | Twist::Status | Twist::Stopped | Twist::Refusals => {}
+    }
+}
+
+/// Prints the alerts posted through incoming webhooks from the
+/// `already`-th on; returns how many it printed.
+fn show_alerts(fake: &FakeDiscord, already: usize, out: &mut impl FnMut(&str)) -> usize {
+    let messages = fake.webhook_messages();
+    let new = messages.get(already..).unwrap_or_default();
+    for m in new {
+        for line in alert_lines(m) {
+            out(&format!("#{} alert: {line}", m.channel_id));
+        }
+    }
+    new.len()
+}
+
+/// What a webhook message shows: its content, then each embed's title and
+/// the lines of its description (Alertmanager's Discord messages are one
+/// embed).
+fn alert_lines(m: &crate::WebhookMessage) -> Vec<String> {
+    let mut lines: Vec<String> = m
+        .content
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let embeds = m.body["embeds"].as_array().cloned().unwrap_or_default();
+    for embed in embeds {
+        if let Some(title) = embed["title"].as_str() {
+            lines.push(title.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        if let Some(description) = embed["description"].as_str() {
+            lines.extend(
+                description
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("  {l}")),
+            );
+        }
+    }
+    lines
+}
+
+/// The numbers among `messages` (not the replies), in order.
+fn numbers(messages: &[PostedMessage]) -> Vec<u32> {
+    messages
         .iter()
         .filter(|m| m.message_reference.is_none())
         .filter_map(|m| m.content.parse().ok())
-        .collect();
+        .collect()
+}
+
+/// The line for a countdown that is over, `None` while it runs. `refused`:
+/// Discord refused a post in its channel for a missing permission.
+fn verdict(asked: &Asked, since: &[PostedMessage], refused: bool) -> Option<String> {
+    let numbers = numbers(since);
     let last = *numbers.last().unwrap_or(&0);
     let in_order = numbers.iter().copied().eq(1..=last);
-    let over = if asked.stopped {
-        since.iter().any(|m| m.content.starts_with("Stopped"))
-    } else {
-        last >= asked.target
+    let over = match asked.twist {
+        Twist::Stopped => since.iter().any(|m| m.content.starts_with("Stopped")),
+        Twist::LosesPermission => refused,
+        _ => last >= asked.target,
     };
     if !over {
         return None;
@@ -224,13 +393,14 @@ fn verdict(asked: &Asked, since: &[PostedMessage]) -> Option<String> {
     } else {
         "NOT in order"
     };
-    Some(if asked.stopped {
-        format!(
-            "count to {}: stopped at {last} (1..={last} {how})",
-            asked.target
-        )
-    } else {
-        format!("count to {}: complete (1..={last} {how})", asked.target)
+    let target = asked.target;
+    Some(match asked.twist {
+        Twist::Stopped => format!("count to {target}: stopped at {last} (1..={last} {how})"),
+        Twist::LosesPermission => format!(
+            "count to {target}: failed at {last} (1..={last} {how}; Discord refused the next \
+             number: 403 Missing Permissions)"
+        ),
+        _ => format!("count to {target}: complete (1..={last} {how})"),
     })
 }
 
@@ -245,24 +415,75 @@ mod tests {
             max_count: 10,
             rounds: None,
             user: 42,
+            alerts_channel: None,
         }
     }
 
     #[test]
-    fn the_script_counts_in_turn_asks_status_and_stops_a_long_one() {
+    fn the_script_counts_in_turn_and_brings_its_trouble_within_four_rounds() {
         let t = traffic();
-        let rounds: Vec<_> = (0..5).map(|r| t.script(r)).collect();
-        let channels: Vec<u64> = rounds.iter().map(|(a, _)| a.channel).collect();
-        assert_eq!(channels, [1, 2, 3, 1, 2]);
-        for (asked, says) in &rounds[..4] {
-            assert!((3..=10).contains(&asked.target) && !asked.stopped);
-            assert_eq!(says[0].1, format!("count to {}", asked.target));
+        let rounds: Vec<_> = (0..12).map(|r| t.script(r)).collect();
+        let channels: Vec<u64> = rounds[..6].iter().map(|(a, _)| a.channel).collect();
+        assert_eq!(channels, [1, 2, 3, 1, 2, 3]);
+        let twists: Vec<Twist> = rounds[..6].iter().map(|(a, _)| a.twist).collect();
+        assert_eq!(twists, CYCLE);
+        // Counting, a status, a failure and a stop within the first minute
+        // of the default 15 s rounds.
+        assert!(CYCLE[..4].contains(&Twist::LosesPermission));
+        assert!(CYCLE[..4].contains(&Twist::Stopped));
+        for (asked, says) in &rounds {
+            let count = format!("count to {}", asked.target);
+            assert!(says.iter().any(|(_, s)| *s == count), "{says:?}");
+            if asked.twist == Twist::Stopped {
+                assert_eq!(asked.target, LONG_COUNT);
+                assert_eq!(says[1].1, "stop");
+            } else {
+                assert!(
+                    (TROUBLE_AFTER + 2..=10).contains(&asked.target),
+                    "{asked:?}"
+                );
+            }
         }
         assert_eq!(rounds[1].1[1].1, "status");
-        assert_eq!(rounds[4].0.target, LONG_COUNT);
-        assert!(rounds[4].0.stopped);
-        assert_eq!(rounds[4].1[1].1, "stop");
+        let refusals = &rounds[5].1;
+        assert_eq!(refusals[0].1, "count to ten");
+        assert_eq!(refusals[2].1, "count to 3");
         let small = DemoTraffic { max_count: 3, ..t };
-        assert!((0..10).all(|r| r % 5 == 4 || small.script(r).0.target == 3));
+        assert!((0..12).all(|r| {
+            let (a, _) = small.script(r);
+            a.twist == Twist::Stopped || a.target == TROUBLE_AFTER + 2
+        }));
+    }
+
+    #[test]
+    fn the_alerts_webhook_url_is_the_fakes_own() {
+        assert_eq!(
+            alerts_webhook_url("http://fake-discord:3000/"),
+            "http://fake-discord:3000/api/webhooks/900000000000000100/demo-alerts"
+        );
+    }
+
+    #[test]
+    fn an_alertmanager_message_shows_its_title_and_description() {
+        let m = crate::WebhookMessage {
+            webhook_id: ALERTS_WEBHOOK_ID,
+            channel_id: 7,
+            content: String::new(),
+            body: serde_json::json!({
+                "embeds": [{
+                    "title": "[FIRING:1]\n CountdownSendErrors",
+                    "description": "**warning**: Posting to Discord fails\nRunbook: docs/alerts.md#countdownsenderrors\n\n",
+                }]
+            }),
+            at: std::time::Instant::now(),
+        };
+        assert_eq!(
+            alert_lines(&m),
+            [
+                "[FIRING:1] CountdownSendErrors",
+                "  **warning**: Posting to Discord fails",
+                "  Runbook: docs/alerts.md#countdownsenderrors",
+            ]
+        );
     }
 }
