@@ -9,10 +9,15 @@
 //! countdown, one asked for its `status`, one whose channel the bot loses
 //! Send Messages in (Discord refuses its next number with 403, the countdown
 //! fails), a long one that a `stop` ends, one during which Discord answers
-//! 502 a few times (the bot retries, the countdown completes late), and an
-//! invalid command plus a second `count to` in a counting channel (both
+//! 502 to two numbers (the bot retries each, the countdown completes), and
+//! an invalid command and a second `count to` in a counting channel (both
 //! answered, both refused). With the default 15 s, the first minute has
 //! shown counting, a status, a failure and a stop.
+//!
+//! Every post of a round fits its channel's limit (5 per 5 s, which the bot
+//! keeps to): a countdown that gets a reply or a retry while it counts is
+//! short enough to leave room for it, so no number waits for a reply, and
+//! the numbers are as punctual as Discord's faults let them be.
 //!
 //! It prints what the user says, every message the bot posts in those
 //! channels, what the fake does to the bot, a line per countdown once it is
@@ -27,13 +32,20 @@ use tokio::time::Instant;
 
 use crate::{Author, FakeDiscord, PostedMessage};
 
-/// The target of the countdowns that a `stop` ends.
+/// The target of the countdowns that a `stop` ends (3.5 s in: four numbers
+/// and the confirmation, within the channel's 5 posts per 5 s).
 pub const LONG_COUNT: u32 = 60;
-/// Numbers a countdown posts before its round's trouble starts (the lost
-/// permission, Discord's 502s).
-pub const TROUBLE_AFTER: u32 = 2;
-/// Message POSTs Discord answers 502 in a [`Twist::Hiccup`] round.
-pub const HICCUP_POSTS: usize = 3;
+/// The target of a countdown that gets a reply while it counts: its numbers
+/// and the reply are the channel's 5 posts per 5 s.
+pub const SHORT_COUNT: u32 = 4;
+/// Numbers a countdown posts before the bot loses Send Messages.
+pub const PERMISSION_LOST_AFTER: u32 = 2;
+/// Numbers whose first attempt Discord answers 502 in a [`Twist::Hiccup`]
+/// round: the second and the third of a count to [`HICCUP_COUNT`], so that
+/// with their retries (250 ms later, each number that late) they are the
+/// channel's 5 posts per 5 s, and no later number waits for room.
+pub const HICCUP_POSTS: usize = 2;
+pub const HICCUP_COUNT: u32 = 3;
 /// The demo's incoming webhook, where the stack's Alertmanager posts: its
 /// id and token are fixed so that the stack's configuration can name its
 /// URL before the fake runs (docker/demo.env).
@@ -53,28 +65,28 @@ pub fn alerts_webhook_url(base_url: &str) -> String {
 pub enum Twist {
     /// Nothing: the countdown runs to its end.
     Plain,
-    /// The user asks for the `status` 1.5 s in.
+    /// A count to [`SHORT_COUNT`], asked for its `status` 1.5 s in.
     Status,
-    /// After [`TROUBLE_AFTER`] numbers the bot loses Send Messages in the
-    /// channel: Discord refuses its next number (403 Missing Permissions),
-    /// which the bot does not retry, and the countdown fails. The permission
-    /// comes back once the refusal is seen.
+    /// After [`PERMISSION_LOST_AFTER`] numbers the bot loses Send Messages
+    /// in the channel: Discord refuses its next number (403 Missing
+    /// Permissions), which the bot does not retry, and the countdown fails.
+    /// The permission comes back once the refusal is seen.
     LosesPermission,
     /// A countdown to [`LONG_COUNT`] that a `stop` ends 3.5 s in.
     Stopped,
-    /// After [`TROUBLE_AFTER`] numbers Discord answers the next
-    /// [`HICCUP_POSTS`] message posts 502 Bad Gateway; the bot retries and
-    /// the countdown completes, a number late.
+    /// A count to [`HICCUP_COUNT`] whose numbers after the first each have
+    /// their first attempt answered 502 Bad Gateway ([`HICCUP_POSTS`]); the
+    /// bot retries them, and the countdown completes.
     Hiccup,
-    /// `count to ten` first (invalid: the bot answers with its usage), the
-    /// countdown 1 s later, and a `count to 3` while it runs (refused: the
-    /// channel is counting).
+    /// `count to ten` (invalid: the bot answers with its usage), a count
+    /// to [`SHORT_COUNT`] - 1 a second later, and a `count to 5` while it
+    /// counts (refused: the channel is counting).
     Refusals,
 }
 
-/// The rounds, in turn. The failures of one cycle (one refused post, three
-/// 502s) are more than 5 % of the bot's posts, as steady as the cycle:
-/// what the stack's CountdownSendErrors needs for its 5 minutes.
+/// The rounds, in turn. The failed attempts of one cycle (one refused post,
+/// two 502s) are well over 5 % of the bot's attempts, as steady as the
+/// cycle: what the stack's CountdownSendErrors needs for its 5 minutes.
 pub const CYCLE: [Twist; 6] = [
     Twist::Plain,
     Twist::Status,
@@ -91,9 +103,8 @@ pub struct DemoTraffic {
     pub channels: Vec<u64>,
     /// Time between two rounds.
     pub every: Duration,
-    /// The largest N of a countdown that is not a [`Twist::Stopped`] one
-    /// ([`TROUBLE_AFTER`] + 2 at least, so that the trouble comes before the
-    /// end).
+    /// The largest N of a plain countdown, or of one that loses its
+    /// permission (they range from [`SHORT_COUNT`] + 1 to this).
     pub max_count: u32,
     /// How many rounds to run; `None`: until the process ends.
     pub rounds: Option<u64>,
@@ -128,27 +139,25 @@ impl DemoTraffic {
     pub fn script(&self, round: u64) -> (Asked, Vec<(Duration, String)>) {
         let channel = self.channels[(round % self.channels.len() as u64) as usize];
         let twist = CYCLE[(round % CYCLE.len() as u64) as usize];
-        let lowest = TROUBLE_AFTER + 2;
+        let lowest = SHORT_COUNT + 1;
         let span = u64::from(self.max_count.max(lowest) - lowest + 1);
         let target = match twist {
+            Twist::Plain | Twist::LosesPermission => lowest + ((round * 3) % span) as u32,
+            Twist::Status => SHORT_COUNT,
+            // Two replies besides the numbers.
+            Twist::Refusals => SHORT_COUNT - 1,
             Twist::Stopped => LONG_COUNT,
-            _ => lowest + ((round * 3) % span) as u32,
+            Twist::Hiccup => HICCUP_COUNT,
         };
-        let count = format!("count to {target}");
+        let count = (Duration::ZERO, format!("count to {target}"));
         let says = match twist {
-            Twist::Plain | Twist::LosesPermission | Twist::Hiccup => vec![(Duration::ZERO, count)],
-            Twist::Status => vec![
-                (Duration::ZERO, count),
-                (Duration::from_millis(1_500), "status".to_owned()),
-            ],
-            Twist::Stopped => vec![
-                (Duration::ZERO, count),
-                (Duration::from_millis(3_500), "stop".to_owned()),
-            ],
+            Twist::Plain | Twist::LosesPermission | Twist::Hiccup => vec![count],
+            Twist::Status => vec![count, (Duration::from_millis(1_500), "status".to_owned())],
+            Twist::Stopped => vec![count, (Duration::from_millis(3_500), "stop".to_owned())],
             Twist::Refusals => vec![
                 (Duration::ZERO, "count to ten".to_owned()),
-                (Duration::from_millis(1_000), count),
-                (Duration::from_millis(2_500), "count to 3".to_owned()),
+                (Duration::from_millis(1_000), count.1),
+                (Duration::from_millis(2_500), "count to 5".to_owned()),
             ],
         };
         let asked = Asked {
@@ -174,8 +183,9 @@ struct Watch {
     deadline: Instant,
     /// The channel's message count when it was asked for.
     from: usize,
-    /// The round's trouble has started (the permission taken, the 502s armed).
-    troubled: bool,
+    /// Steps of the round's trouble started so far (the permission taken,
+    /// a 502 armed).
+    troubles: u32,
     done: bool,
 }
 
@@ -236,7 +246,7 @@ pub async fn run(
                 deadline: now + Duration::from_secs(u64::from(asked.target) + 30),
                 from: fake.message_count(asked.channel),
                 asked,
-                troubled: false,
+                troubles: 0,
                 done: false,
             });
             round += 1;
@@ -273,9 +283,11 @@ pub async fn run(
                 .filter(|w| !w.done && w.asked.channel == channel)
             {
                 let since = fake.messages_from(channel, w.from);
-                if !w.troubled && numbers(&since).len() >= TROUBLE_AFTER as usize {
+                let posted = numbers(&since).len() as u32;
+                let (first, steps) = trouble_steps(w.asked.twist);
+                if w.troubles < steps && posted >= first + w.troubles {
                     trouble(fake, &w.asked, &mut out);
-                    w.troubled = true;
+                    w.troubles += 1;
                 }
                 let refused = fake.send_refusals(channel).unwrap_or(0) > 0;
                 if let Some(line) = verdict(&w.asked, &since, refused) {
@@ -305,7 +317,17 @@ pub async fn run(
     }
 }
 
-/// Starts the trouble of `asked`'s round, if it has one.
+/// When a round's trouble starts (after how many numbers) and in how many
+/// steps, one more number apart each.
+fn trouble_steps(twist: Twist) -> (u32, u32) {
+    match twist {
+        Twist::LosesPermission => (PERMISSION_LOST_AFTER, 1),
+        Twist::Hiccup => (1, HICCUP_POSTS as u32),
+        Twist::Plain | Twist::Status | Twist::Stopped | Twist::Refusals => (0, 0),
+    }
+}
+
+/// Starts a step of the trouble of `asked`'s round.
 fn trouble(fake: &FakeDiscord, asked: &Asked, out: &mut impl FnMut(&str)) {
     let channel = asked.channel;
     match asked.twist {
@@ -316,9 +338,9 @@ fn trouble(fake: &FakeDiscord, asked: &Asked, out: &mut impl FnMut(&str)) {
             ));
         }
         Twist::Hiccup => {
-            fake.fail_next(HICCUP_POSTS, 502);
+            fake.fail_next(1, 502);
             out(&format!(
-                "#{channel} demo: Discord answers the next {HICCUP_POSTS} posts 502 Bad Gateway"
+                "#{channel} demo: Discord answers the next post 502 Bad Gateway"
             ));
         }
         Twist::Plain | Twist::Status | Twist::Stopped | Twist::Refusals => {}
@@ -380,10 +402,17 @@ fn verdict(asked: &Asked, since: &[PostedMessage], refused: bool) -> Option<Stri
     let numbers = numbers(since);
     let last = *numbers.last().unwrap_or(&0);
     let in_order = numbers.iter().copied().eq(1..=last);
+    let replies = since
+        .iter()
+        .filter(|m| m.message_reference.is_some())
+        .count();
     let over = match asked.twist {
         Twist::Stopped => since.iter().any(|m| m.content.starts_with("Stopped")),
         Twist::LosesPermission => refused,
-        _ => last >= asked.target,
+        // Over when what the user said is answered too.
+        Twist::Status => last >= asked.target && replies >= 1,
+        Twist::Refusals => last >= asked.target && replies >= 2,
+        Twist::Plain | Twist::Hiccup => last >= asked.target,
     };
     if !over {
         return None;
@@ -434,25 +463,45 @@ mod tests {
         for (asked, says) in &rounds {
             let count = format!("count to {}", asked.target);
             assert!(says.iter().any(|(_, s)| *s == count), "{says:?}");
-            if asked.twist == Twist::Stopped {
-                assert_eq!(asked.target, LONG_COUNT);
-                assert_eq!(says[1].1, "stop");
-            } else {
-                assert!(
-                    (TROUBLE_AFTER + 2..=10).contains(&asked.target),
-                    "{asked:?}"
-                );
+            let target = asked.target;
+            match asked.twist {
+                Twist::Plain => assert!((SHORT_COUNT + 1..=10).contains(&target)),
+                // Past the number after which the permission goes.
+                Twist::LosesPermission => assert!(target > PERMISSION_LOST_AFTER + 1),
+                Twist::Stopped => assert_eq!(says[1].1, "stop"),
+                Twist::Status => assert_eq!(says[1].1, "status"),
+                Twist::Hiccup => assert_eq!(target, HICCUP_COUNT),
+                Twist::Refusals => {
+                    assert_eq!(says[0].1, "count to ten");
+                    assert_eq!(says[2].1, "count to 5");
+                }
             }
         }
-        assert_eq!(rounds[1].1[1].1, "status");
-        let refusals = &rounds[5].1;
-        assert_eq!(refusals[0].1, "count to ten");
-        assert_eq!(refusals[2].1, "count to 3");
-        let small = DemoTraffic { max_count: 3, ..t };
-        assert!((0..12).all(|r| {
-            let (a, _) = small.script(r);
-            a.twist == Twist::Stopped || a.target == TROUBLE_AFTER + 2
-        }));
+    }
+
+    /// What a round posts in a channel within 5 s, its retries included,
+    /// is at most Discord's 5: no number waits for room.
+    #[test]
+    fn every_round_fits_its_channels_limit() {
+        let t = traffic();
+        for (asked, says) in (0..6).map(|r| t.script(r)) {
+            // Everything said but the countdown itself is answered.
+            let replies = says.len() - 1;
+            assert!(says.iter().all(|(at, _)| *at < Duration::from_secs(5)));
+            let (numbers, retries) = match asked.twist {
+                // 1 at 0 s … 4 at 3 s, the stop's answer at 3.5 s.
+                Twist::Stopped => (4, 0),
+                Twist::Hiccup => (asked.target, HICCUP_POSTS as u32),
+                // Nothing but their numbers (the one losing its permission
+                // fails at its third).
+                Twist::Plain | Twist::LosesPermission => continue,
+                Twist::Status | Twist::Refusals => (asked.target, 0),
+            };
+            assert!(
+                numbers + retries + replies as u32 <= 5,
+                "{asked:?}: {says:?}"
+            );
+        }
     }
 
     #[test]
