@@ -3,8 +3,8 @@
 # own credentials from config.env, and nobody else's.
 #
 # config.env is the one file a self-hoster edits. No service gets it whole:
-# this one-shot container (no network, runs before every other service and
-# exits) reads it, checks what would make a service fail later, and writes
+# this one-shot container (no network but the internal one of the demo,
+# below; runs before every other service and exits) reads it, checks what would make a service fail later, and writes
 # into one volume per service only the values that service needs, each file
 # mode 0400 and owned by the uid that service runs as:
 #
@@ -40,9 +40,9 @@
 # fake's webhook. The fake is found by its name on the internal network
 # `demo`, the one network of this container, shared with the fake alone.
 # Compose cannot make this service wait for a service of a profile that
-# may be off, so it looks for the fake for up to SETUP_DEMO_WAIT seconds
-# (both start at once; the fake answers its name within a second or two)
-# and only when there is no token: a configured stack starts at once.
+# may be off, and both start at once, so it looks for the fake for up to
+# SETUP_DEMO_WAIT seconds, and only when there is no token: a configured
+# stack starts at once.
 #   The volumes remember which configuration filled them (db/stack_mode):
 # a real start on the demo's volumes, or the demo on a real stack's, is
 # refused in one line, as either would meet passwords it did not set.
