@@ -79,7 +79,7 @@ pub enum Twist {
 }
 
 /// The rounds, in turn. The failed attempts of one cycle (one refused post,
-/// two 502s) are some 9 % of the bot's attempts, as steady as the cycle:
+/// two 502s) are about a tenth of the bot's attempts, as steady as the cycle:
 /// what the stack's CountdownSendErrors (over 5 % for 5 minutes) and
 /// CountdownFailed (a failed countdown in every 15 minutes) need.
 pub const CYCLE: [Twist; 6] = [
@@ -164,7 +164,10 @@ impl DemoTraffic {
         let lowest = 5;
         let span = u64::from(self.max_count.max(lowest) - lowest + 1);
         let target = match twist {
-            Twist::Plain | Twist::LosesPermission => lowest + ((round * 3) % span) as u32,
+            // Another N each round and each cycle.
+            Twist::Plain | Twist::LosesPermission => {
+                lowest + ((round / 2 + round / CYCLE.len() as u64) % span) as u32
+            }
             Twist::Status | Twist::Refusals => SHORT_COUNT,
             Twist::Stopped => LONG_COUNT,
         };
@@ -475,6 +478,12 @@ mod tests {
                 Twist::Refusals => assert_eq!(texts, ["count to ten", "count to 3", "count to 5"]),
             }
         }
+        let plain: std::collections::BTreeSet<u32> = rounds
+            .iter()
+            .filter(|(a, _)| a.twist == Twist::Plain)
+            .map(|(a, _)| a.target)
+            .collect();
+        assert!(plain.len() > 2, "the plain countdowns vary: {plain:?}");
         // Two answers a cycle go through a 502.
         let failing = rounds[..6]
             .iter()
