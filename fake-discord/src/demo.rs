@@ -244,8 +244,9 @@ pub async fn run(
             });
             if !hint_given && since.elapsed() >= Duration::from_secs(60) {
                 out(
-                    "demo: no bot has connected for a minute; in the compose demo, \
-                     `docker compose logs setup bot` says why",
+                    "demo: no bot has connected for a minute; in the compose demo the \
+                     stack's bot comes only when it has no token (no config.env, or an empty \
+                     DISCORD_TOKEN): `docker compose logs setup bot` says what it did",
                 );
                 hint_given = true;
             }
