@@ -1,7 +1,8 @@
 """The rules of docker-compose.yaml, for .ci/ops-checks.
 
     python3 .ci/ops_compose_check.py RENDERED RAW EXAMPLE SENTINEL_ENV \
-        SENTINEL_RENDERED SECRETS_DIR ALERTMANAGER_YML NO_CHOWN [DEMO_RENDERED]
+        SENTINEL_RENDERED SECRETS_DIR ALERTMANAGER_YML NO_CHOWN \
+        [DEMO_RENDERED DEMO_SECRETS_DIR]
 
 RENDERED            `docker-compose config` with config.env.example
 RAW                 docker-compose.yaml itself
@@ -13,6 +14,11 @@ SECRETS_DIR         what docker/setup.sh wrote from SENTINEL_ENV, one
 ALERTMANAGER_YML    prometheus/alertmanager/alertmanager.yml
 NO_CHOWN            1 when setup ran without root (file owners not checked)
 DEMO_RENDERED       `docker-compose --profile demo config` with config.env.example
+DEMO_SECRETS_DIR    what docker/setup.sh wrote as the demo (no config.env, the
+                    fake Discord found), one directory per service
+
+Run from the repository's root (it reads docker/setup.sh, docker/demo.env,
+prometheus/prometheus.yml and grafana/).
 
 Prints one `ok:` line per group of rules, or every broken rule and exits 1.
 """
@@ -28,22 +34,26 @@ import yaml
 STACK_SERVICES = {
     "setup", "bot", "db", "pgadmin", "prometheus", "alertmanager", "postgres-exporter", "grafana",
 }
-# The profile `demo`: the bot counting against the fake Discord, with no token.
+# The profile `demo`: the stack with the bot counting against the fake
+# Discord, with no token. It adds the fake alone; setup, seeing no token and
+# the fake on the internal network `demo`, hands out docker/demo.env.
 DEMO_PROFILE = "demo"
-DEMO_SERVICES = {"fake-discord", "db-demo", "bot-demo"}
+DEMO_SERVICES = {"fake-discord"}
 DEMO_NETWORK = "demo"
+DEMO_CONFIG = "docker/demo.env"
 EXPECTED_SERVICES = STACK_SERVICES | DEMO_SERVICES
 # Services whose image has the HEALTHCHECK (Dockerfile, docker/fake-discord.Dockerfile).
-IMAGE_HEALTHCHECK = {"bot", "bot-demo", "fake-discord"}
-# The only credential-looking variables docker-compose.yaml may set: the
-# demo's, fixed values that are no secret (a dummy token only the fake on
-# the demo's internal network sees; the role of a throwaway database).
-DEMO_ENV = {
-    ("bot-demo", "DISCORD_TOKEN"): "demo-token-for-the-fake-discord",
-    ("bot-demo", "POSTGRES_USER"): "countdown",
-    ("db-demo", "POSTGRES_USER"): "countdown",
-}
+IMAGE_HEALTHCHECK = {"bot", "fake-discord"}
 FAKE_DISCORD_URL = "http://fake-discord:3000"
+# Where setup finds config.env (the project's directory, mounted) and the
+# demo's configuration, and the name it looks the fake up by: the defaults of
+# docker/setup.sh, which docker-compose.yaml's mounts and fake-discord must match.
+SETUP_PROJECT_MOUNT = "/countdown/project"
+SETUP_DEFAULTS = {
+    "SETUP_CONFIG": SETUP_PROJECT_MOUNT + "/config.env",
+    "SETUP_DEMO_CONFIG": "/countdown/demo.env",
+    "SETUP_DEMO_HOST": "fake-discord",
+}
 
 # Each secrets volume and the one service that mounts it (setup writes them all).
 VOLUME_OWNERS = {
@@ -102,10 +112,120 @@ def environment(svc):
     return dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
 
 
+def env_file(path):
+    """NAME -> value of a config.env-like file (comments and blanks skipped)."""
+    values = {}
+    for line in open(path).read().splitlines():
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line):
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+def networks_of(svc):
+    return set(svc.get("networks") or {"default": None})
+
+
+def written(secrets_dir):
+    """(service, file) -> content of what setup wrote."""
+    content = {}
+    for service in sorted(os.listdir(secrets_dir)):
+        for fname in os.listdir(os.path.join(secrets_dir, service)):
+            content[(service, fname)] = open(os.path.join(secrets_dir, service, fname)).read()
+    return content
+
+
+def check_demo(services, rendered, demo_secrets_dir, errors):
+    """What the demo relies on: setup can see the fake and nothing else, the
+    bot and Alertmanager reach it, Prometheus scrapes the bot that talks to
+    it, and setup's demo hands the dummy token to the bot alone."""
+    setup_sh = open("docker/setup.sh").read()
+    for var, default in SETUP_DEFAULTS.items():
+        if f"{var}:-{default}}}" not in setup_sh:
+            errors.append(f"docker/setup.sh: the default of {var} is not {default}, which docker-compose.yaml relies on")
+    setup = services.get("setup", {})
+    setup_mounts = {target: (source, read_only) for source, target, read_only in mounts(setup)}
+    project = setup_mounts.get(SETUP_PROJECT_MOUNT)
+    if not project or not project[1] or not os.path.isfile(os.path.join(project[0], "docker-compose.yaml")):
+        errors.append(f"setup: does not mount the project's directory read-only at {SETUP_PROJECT_MOUNT} (its config.env)")
+    demo_mount = setup_mounts.get(SETUP_DEFAULTS["SETUP_DEMO_CONFIG"])
+    if not demo_mount or not demo_mount[1] or not demo_mount[0].endswith("/" + DEMO_CONFIG):
+        errors.append(f"setup: does not mount {DEMO_CONFIG} read-only at {SETUP_DEFAULTS['SETUP_DEMO_CONFIG']}")
+
+    # The network demo: internal, setup and the fake alone on it.
+    on_demo = sorted(name for name, svc in services.items() if DEMO_NETWORK in networks_of(svc))
+    if on_demo != ["fake-discord", "setup"]:
+        errors.append(f"the network {DEMO_NETWORK} holds {on_demo}, expected setup and fake-discord alone")
+    if networks_of(setup) != {DEMO_NETWORK}:
+        errors.append(f"setup: networks are {sorted(networks_of(setup))}, expected {DEMO_NETWORK} alone (it reads config.env)")
+    if setup.get("network_mode"):
+        errors.append("setup: network_mode set; its one network is the internal demo network")
+    fake = services.get("fake-discord", {})
+    for client in ("bot", "alertmanager"):
+        if not networks_of(services.get(client, {})) & networks_of(fake) - {DEMO_NETWORK}:
+            errors.append(f"{client}: shares no network with fake-discord (besides the internal {DEMO_NETWORK}), so it cannot reach it")
+
+    # The fake: what the bot and Alertmanager are told about it.
+    command = fake.get("command") or []
+    for flag, value in (("--addr", "0.0.0.0:3000"), ("--public-url", FAKE_DISCORD_URL)):
+        if flag not in command or command[command.index(flag) + 1:command.index(flag) + 2] != [value]:
+            errors.append(f"fake-discord: command lacks {flag} {value} ({command})")
+    if "--demo-traffic" not in command:
+        errors.append("fake-discord: command lacks --demo-traffic (the traffic the demo shows)")
+    if fake.get("profiles") != [DEMO_PROFILE]:
+        errors.append(f"fake-discord: profiles are {fake.get('profiles')}, expected ['{DEMO_PROFILE}']")
+    if fake.get("volumes") or fake.get("depends_on"):
+        errors.append("fake-discord: mounts nothing and waits for nothing (setup waits for it)")
+    demo_env = env_file(DEMO_CONFIG)
+    if demo_env.get("DISCORD_API_URL") != FAKE_DISCORD_URL:
+        errors.append(f"{DEMO_CONFIG}: DISCORD_API_URL is {demo_env.get('DISCORD_API_URL')!r}, expected the fake's {FAKE_DISCORD_URL}")
+    if not demo_env.get("ALERT_DISCORD_WEBHOOK_URL", "").startswith(FAKE_DISCORD_URL + "/api/webhooks/"):
+        errors.append(f"{DEMO_CONFIG}: ALERT_DISCORD_WEBHOOK_URL is not a webhook of the fake ({FAKE_DISCORD_URL}/api/webhooks/...)")
+
+    # Prometheus scrapes the service bot (which is the demo's bot), and
+    # postgres-exporter the service db, on networks they share.
+    prometheus_yml = yaml.safe_load(open("prometheus/prometheus.yml"))
+    names = [n for job in prometheus_yml["scrape_configs"] if job["job_name"] == "countdown"
+             for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+    if names != ["bot"]:
+        errors.append(f"prometheus.yml: job countdown discovers {names}, expected the service bot")
+    for a, b in (("prometheus", "bot"), ("prometheus", "postgres-exporter"), ("postgres-exporter", "db"),
+                 ("grafana", "db"), ("pgadmin", "db"), ("grafana", "prometheus"), ("prometheus", "alertmanager")):
+        if not networks_of(services.get(a, {})) & networks_of(services.get(b, {})):
+            errors.append(f"{a} and {b} share no network")
+
+    # setup as the demo: the demo's values, each to its owners alone; the
+    # bot talks to the fake, Alertmanager posts to the fake's webhook.
+    if not demo_secrets_dir:
+        errors.append("no output of setup as the demo to check")
+        return
+    content = written(demo_secrets_dir)
+    if content.get(("db", "stack_mode")) != "demo":
+        errors.append("setup as the demo: db/stack_mode is not demo")
+    bot_env = content.get(("bot", "config.env"), "")
+    for var in ("DISCORD_TOKEN", "DISCORD_API_URL"):
+        if f"\n{var}={demo_env.get(var)}\n" not in "\n" + bot_env:
+            errors.append(f"setup as the demo: the bot's config.env lacks {var}={demo_env.get(var)}")
+    if content.get(("alertmanager", "discord_webhook_url")) != demo_env.get("ALERT_DISCORD_WEBHOOK_URL"):
+        errors.append("setup as the demo: Alertmanager's webhook is not the fake's of docker/demo.env")
+    for var in SECRET_OWNERS:
+        value = demo_env.get(var)
+        if not value:
+            errors.append(f"{DEMO_CONFIG}: {var} is not set")
+            continue
+        # Two variables may share a value (one password for both UIs): it
+        # may reach the owners of either.
+        allowed = set().union(*(SECRET_OWNERS[v] for v in SECRET_OWNERS if demo_env.get(v) == value))
+        got = {service for (service, _), text in content.items() if value in text}
+        if not got or not got <= allowed:
+            errors.append(f"setup as the demo: {var} reaches {sorted(got)}, expected {sorted(SECRET_OWNERS[var])}")
+
+
 def main() -> None:
     (rendered_path, raw_path, example_path, sentinel_env_path, sentinel_rendered_path,
      secrets_dir, alertmanager_path, no_chown) = sys.argv[1:9]
     demo_rendered_path = sys.argv[9] if len(sys.argv) > 9 else None
+    demo_secrets_dir = sys.argv[10] if len(sys.argv) > 10 else None
     rendered = yaml.safe_load(open(rendered_path))
     raw_text = open(raw_path).read()
     raw = yaml.safe_load(raw_text)
@@ -136,8 +256,10 @@ def main() -> None:
             # Runs at every `up` and exits: restarting it would loop.
             if svc.get("restart") != "no":
                 errors.append(f'{name}: a one-shot service must have restart: "no"')
-            if svc.get("network_mode") != "none":
-                errors.append(f"{name}: a one-shot service that reads config.env must have no network")
+            # It reads config.env: no way out (the demo network is internal;
+            # check_demo says who else is on it).
+            if svc.get("network_mode") != "none" and networks_of(svc) != {DEMO_NETWORK}:
+                errors.append(f"{name}: a one-shot service that reads config.env has no network but the internal {DEMO_NETWORK}")
             if svc.get("ports"):
                 errors.append(f"{name}: a one-shot service publishes no port")
         elif svc.get("restart") not in ("unless-stopped", "always"):
@@ -171,51 +293,23 @@ def main() -> None:
             errors.append(f"{name}: env_file hands a whole file to the service; setup gives each service its own values")
 
     # --- the demo profile ----------------------------------------------------------------
-    # The stack starts with a plain `up`; the demo only with --profile demo,
-    # on its own internal network, needing nothing of the stack nor of config.env.
+    # The stack starts with a plain `up`; the fake Discord only with
+    # --profile demo, and the stack's services depend on nothing of it.
     demo_errors = len(errors)
     for name, svc in services.items():
         profiles = svc.get("profiles") or []
         if name in DEMO_SERVICES:
-            if profiles != [DEMO_PROFILE]:
-                errors.append(f"{name}: profiles are {profiles}, expected ['{DEMO_PROFILE}']")
-            networks = sorted(svc.get("networks") or {})
-            if networks != [DEMO_NETWORK]:
-                errors.append(f"{name}: networks are {networks}, expected ['{DEMO_NETWORK}'] alone")
-            if svc.get("volumes"):
-                errors.append(f"{name}: a demo service mounts nothing (no config.env, no secrets, no data)")
-            for dep in svc.get("depends_on") or {}:
-                if dep not in DEMO_SERVICES:
-                    errors.append(f"{name}: the demo depends on {dep}, a service of the stack")
-        else:
-            if profiles:
-                errors.append(f"{name}: has profiles {profiles}; the stack's services start with a plain `up`")
-            if DEMO_NETWORK in (svc.get("networks") or {}):
-                errors.append(f"{name}: is on the demo's network")
-            for dep in svc.get("depends_on") or {}:
-                if dep in DEMO_SERVICES:
-                    errors.append(f"{name}: depends on the demo's {dep}")
-        if environment(svc).get("POSTGRES_HOST_AUTH_METHOD") not in (None, "scram-sha-256") and name != "db-demo":
-            errors.append(f"{name}: POSTGRES_HOST_AUTH_METHOD is the throwaway demo database's alone")
+            continue
+        if profiles:
+            errors.append(f"{name}: has profiles {profiles}; the stack's services start with a plain `up`")
+        for dep in svc.get("depends_on") or {}:
+            if dep in DEMO_SERVICES:
+                errors.append(f"{name}: depends on the demo's {dep}, which a plain `up` does not start")
+        if environment(svc).get("POSTGRES_HOST_AUTH_METHOD") not in (None, "scram-sha-256"):
+            errors.append(f"{name}: POSTGRES_HOST_AUTH_METHOD weakens the database's authentication")
     if not ((rendered.get("networks") or {}).get(DEMO_NETWORK) or {}).get("internal"):
-        errors.append(f"the network {DEMO_NETWORK} is not internal: the demo's dummy token must reach nothing but the fake")
-    bot_demo_env = environment(services.get("bot-demo", {}))
-    if bot_demo_env.get("DISCORD_API_URL") != FAKE_DISCORD_URL:
-        errors.append(f"bot-demo: DISCORD_API_URL is {bot_demo_env.get('DISCORD_API_URL')!r}, expected {FAKE_DISCORD_URL}")
-    for var in ("POSTGRES_HOST", "DATABASE_URL", "DATABASE_URL_FILE", "DISCORD_TOKEN_FILE", "POSTGRES_PASSWORD_FILE"):
-        if var == "POSTGRES_HOST":
-            if bot_demo_env.get(var) != "db-demo":
-                errors.append(f"bot-demo: POSTGRES_HOST is {bot_demo_env.get(var)!r}, expected db-demo")
-        elif var in bot_demo_env:
-            errors.append(f"bot-demo: sets {var}; its database is db-demo, its token the dummy one")
-    if "working_dir" in services.get("bot-demo", {}):
-        errors.append("bot-demo: a working_dir could hold a config.env; the image's (/app) holds none")
-    command = services.get("fake-discord", {}).get("command") or []
-    for flag, value in (("--addr", "0.0.0.0:3000"), ("--public-url", FAKE_DISCORD_URL)):
-        if flag not in command or command[command.index(flag) + 1:command.index(flag) + 2] != [value]:
-            errors.append(f"fake-discord: command lacks {flag} {value} ({command})")
-    if "--demo-traffic" not in command:
-        errors.append("fake-discord: command lacks --demo-traffic (the traffic the demo shows)")
+        errors.append(f"the network {DEMO_NETWORK} is not internal: setup, which reads config.env, is on it")
+    check_demo(services, rendered, demo_secrets_dir, errors)
     if demo_rendered_path:
         demo_services = (yaml.safe_load(open(demo_rendered_path)) or {}).get("services") or {}
         if set(demo_services) != EXPECTED_SERVICES:
@@ -223,8 +317,10 @@ def main() -> None:
         elif demo_services != services:
             errors.append("--profile demo renders the services otherwise than a plain config")
     if len(errors) == demo_errors:
-        print("  ok: profile demo (fake-discord, db-demo, bot-demo): --profile demo renders; its own internal"
-              " network, no volume, no dependency on the stack, the bot on the fake with a dummy token")
+        print("  ok: profile demo: --profile demo renders and adds fake-discord alone; setup sees it on the internal"
+              " network demo (nobody else there), the bot and Alertmanager reach it, Prometheus scrapes the bot;"
+              " setup as the demo hands docker/demo.env out (the dummy token to the bot alone, each password to"
+              " its owners, the fake as DISCORD_API_URL and as Alertmanager's webhook)")
 
     # The comments speak of Compose v2 and say how to update the pins.
     for lineno, line in enumerate(raw_text.splitlines(), 1):
@@ -238,11 +334,15 @@ def main() -> None:
 
     # --- credentials ----------------------------------------------------------------------
     before = len(errors)
-    # config.env reaches setup alone, read-only.
+    # config.env reaches setup alone, read-only: neither the file nor the
+    # project's directory, where it lies, is mounted by anyone else.
     for name, svc in services.items():
         for source, _, read_only in mounts(svc):
-            if os.path.basename(source) == "config.env" and (name != "setup" or not read_only):
-                errors.append(f"{name}: mounts config.env; only setup may, read-only")
+            holds_config = os.path.basename(source) == "config.env" or (
+                os.path.isdir(source) and os.path.isfile(os.path.join(source, "docker-compose.yaml"))
+            )
+            if holds_config and (name != "setup" or not read_only):
+                errors.append(f"{name}: mounts {source} (config.env); only setup may, read-only")
 
     # Each secrets volume: written by setup, mounted read-only by its owner alone.
     secret_volumes = {v for v in (rendered.get("volumes") or {}) if v.startswith("secrets-")}
@@ -268,10 +368,6 @@ def main() -> None:
     # names a file of /run/countdown, and that file is one setup writes.
     for name, svc in raw["services"].items():
         for key, value in environment(svc).items():
-            if (name, key) in DEMO_ENV:
-                if value != DEMO_ENV[(name, key)]:
-                    errors.append(f"{name}: {key} must be the demo's fixed {DEMO_ENV[(name, key)]!r}")
-                continue
             if SECRET_NAME.search(key) and not (key.endswith("_FILE") and str(value).startswith(SECRETS_MOUNT + "/")):
                 errors.append(f"{name}: {key} set in docker-compose.yaml; credentials come from setup's files ({SECRETS_MOUNT})")
             if isinstance(value, str) and value.startswith(SECRETS_MOUNT + "/"):

@@ -1,8 +1,9 @@
 # The fake Discord (fake-discord/) as a small image, for the compose profile
-# `demo`: `docker compose --profile demo up --build fake-discord bot-demo`
-# shows the bot counting with no Discord token (docker-compose.yaml). Its
-# command there is `--demo-traffic`: a user asks the bot for countdowns and
-# the log shows what the channels show.
+# `demo`: `docker compose --profile demo up` runs the stack with its bot
+# counting against this fake, with no Discord token (docker-compose.yaml).
+# Its command there is `--demo-traffic`: a user asks the bot for countdowns,
+# Discord fails now and then, and the log shows what the channels show and
+# the alerts Alertmanager posts to the fake's webhook.
 #
 # A file of its own, so the bot's Dockerfile and image stay as they are (the
 # classic builder would build every stage before the bot's). Its first

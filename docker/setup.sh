@@ -3,8 +3,8 @@
 # own credentials from config.env, and nobody else's.
 #
 # config.env is the one file a self-hoster edits. No service gets it whole:
-# this one-shot container (no network, runs before every other service and
-# exits) reads it, checks what would make a service fail later, and writes
+# this one-shot container (no network but the internal one of the demo,
+# below; runs before every other service and exits) reads it, checks what would make a service fail later, and writes
 # into one volume per service only the values that service needs, each file
 # mode 0400 and owned by the uid that service runs as:
 #
@@ -32,13 +32,35 @@
 # --force-recreate` after an edit). Database passwords are set in PostgreSQL
 # once, on an empty volume (docs/alerts.md, "Roles and secrets").
 #
+# The demo. When the stack has no token (no config.env, or one whose
+# DISCORD_TOKEN is empty) and the demo's fake Discord runs (the service
+# fake-discord of the profile demo: `docker compose --profile demo up`),
+# this script takes docker/demo.env instead of config.env: the same checks,
+# the same files, and the bot talks to the fake, Alertmanager posts to the
+# fake's webhook. The fake is found by its name on the internal network
+# `demo`, the one network of this container, shared with the fake alone.
+# Compose cannot make this service wait for a service of a profile that
+# may be off, and both start at once, so it looks for the fake for up to
+# SETUP_DEMO_WAIT seconds, and only when there is no token: a configured
+# stack starts at once.
+#   The volumes remember which configuration filled them (db/stack_mode):
+# a real start on the demo's volumes, or the demo on a real stack's, is
+# refused in one line, as either would meet passwords it did not set.
+#
 # Fails (exit 1, one line per problem) on what would make a service fail or
-# restart forever: an empty password, an e-mail address pgAdmin refuses, a
-# role or database name that is not a plain identifier, a `$` in
-# POSTGRES_GRAFANA_PASSWORD (Grafana's provisioning would expand it).
+# restart forever: no config.env or an empty DISCORD_TOKEN outside the
+# demo, an empty password, an e-mail address pgAdmin refuses, a role or
+# database name that is not a plain identifier, a `$` in
+# POSTGRES_GRAFANA_PASSWORD (Grafana's provisioning would expand it), the
+# demo's volumes under a real configuration or the other way round.
 #
 # Environment (set by docker-compose.yaml; the defaults are the images' uids):
-#   SETUP_CONFIG        config.env (/countdown/config.env)
+#   SETUP_CONFIG        config.env (/countdown/project/config.env: the
+#                       project's directory is mounted, not the file, which
+#                       may be missing)
+#   SETUP_DEMO_CONFIG   the demo's configuration (/countdown/demo.env)
+#   SETUP_DEMO_HOST     the demo's fake Discord (fake-discord)
+#   SETUP_DEMO_WAIT     seconds to look for it when there is no token (20)
 #   SETUP_OUT           where the volumes are mounted, one directory per
 #                       service (/secrets)
 #   SETUP_UID_<SERVICE> owner of that service's files: BOT 10001, DB 999,
@@ -46,40 +68,26 @@
 #                       POSTGRES_EXPORTER 65534
 set -eu
 
-config=${SETUP_CONFIG:-/countdown/config.env}
+config=${SETUP_CONFIG:-/countdown/project/config.env}
+demo_config=${SETUP_DEMO_CONFIG:-/countdown/demo.env}
+demo_host=${SETUP_DEMO_HOST:-fake-discord}
+demo_wait=${SETUP_DEMO_WAIT:-20}
 out=${SETUP_OUT:-/secrets}
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 failed=0
 problem() { say "$*"; failed=1; }
+demo_hint="to try the stack without a token, run the demo: docker compose --profile demo up"
 
-if [ -d "$config" ]; then
-  say "$config is a directory, not config.env: run \`cp config.env.example config.env\` beside docker-compose.yaml (and remove the directory Docker made)"
-  exit 1
-fi
-if [ ! -r "$config" ]; then
-  say "cannot read $config: run \`cp config.env.example config.env\` beside docker-compose.yaml"
-  exit 1
-fi
+# `NAME=value` lines of $1; comments and blank lines skipped. CR of a CRLF
+# file dropped.
+read_lines() {
+  sed -e 's/\r$//' "$1" | grep -E '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' || true
+}
 
-# The names config.env may set, by who reads them. The bot gets its lines
-# verbatim (it parses config.env itself); the others get single values.
-bot_names="DISCORD_TOKEN DISCORD_API_URL DISCORD_HTTP_TIMEOUT DISCORD_GUILD_ID STOP_POLICY
-POSTGRES_DB POSTGRES_USER POSTGRES_PASSWORD MAX_ACTIVE MAX_ACTIVE_PER_GUILD GLOBAL_RATE
-RESUME_MAX_AGE RESUME_CHECK_AFTER RETENTION RUST_LOG LOG_FORMAT"
-# Set by docker-compose.yaml for the bot, or not used in the stack.
-stack_names="POSTGRES_HOST POSTGRES_PORT METRICS_ADDR DATABASE_URL"
-other_names="POSTGRES_ADMIN_USER POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_USER POSTGRES_MONITOR_PASSWORD
-POSTGRES_GRAFANA_USER POSTGRES_GRAFANA_PASSWORD
-PGADMIN_DEFAULT_EMAIL PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_USER GF_SECURITY_ADMIN_PASSWORD
-ALERT_DISCORD_WEBHOOK_URL"
-
-# `NAME=value` lines; comments and blank lines skipped. CR of a CRLF file
-# dropped.
-lines=$(sed -e 's/\r$//' "$config" | grep -E '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' || true)
-
-# The value of NAME (the last line setting it), without surrounding blanks
-# or one pair of surrounding quotes; $2 when NAME is not set at all.
+# The value of NAME in $lines (the last line setting it), without
+# surrounding blanks or one pair of surrounding quotes; $2 when NAME is not
+# set at all.
 value() {
   line=$(printf '%s\n' "$lines" | grep -E "^[[:space:]]*$1=" | tail -n 1)
   if [ -z "$line" ]; then
@@ -94,6 +102,48 @@ value() {
   esac
   printf '%s' "$v"
 }
+
+# Whether the demo's fake Discord answers to its name, looking for up to
+# $demo_wait seconds.
+fake_runs() {
+  deadline=$(($(date +%s) + demo_wait))
+  while :; do
+    if getent hosts "$demo_host" >/dev/null 2>&1; then return 0; fi
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+# --- config.env, or the demo ---------------------------------------------------------
+lines=
+if [ -f "$config" ] && [ -r "$config" ]; then
+  lines=$(read_lines "$config")
+fi
+mode=config
+if [ -z "$(value DISCORD_TOKEN)" ] && fake_runs; then
+  mode=demo
+  config=$demo_config
+  lines=$(read_lines "$config")
+  say "the demo: no DISCORD_TOKEN (config.env missing, or its DISCORD_TOKEN empty) and the demo's fake Discord runs, so the stack takes docker/demo.env: the bot counts against the fake"
+elif [ -d "$config" ]; then
+  say "$config is a directory, not config.env: run \`cp config.env.example config.env\` beside docker-compose.yaml (and remove the directory Docker made); $demo_hint"
+  exit 1
+elif [ ! -r "$config" ]; then
+  say "no config.env beside docker-compose.yaml: run \`cp config.env.example config.env\` and set DISCORD_TOKEN and the passwords; $demo_hint"
+  exit 1
+fi
+
+# The names config.env may set, by who reads them. The bot gets its lines
+# verbatim (it parses config.env itself); the others get single values.
+bot_names="DISCORD_TOKEN DISCORD_API_URL DISCORD_HTTP_TIMEOUT DISCORD_GUILD_ID STOP_POLICY
+POSTGRES_DB POSTGRES_USER POSTGRES_PASSWORD MAX_ACTIVE MAX_ACTIVE_PER_GUILD GLOBAL_RATE
+RESUME_MAX_AGE RESUME_CHECK_AFTER RETENTION RUST_LOG LOG_FORMAT"
+# Set by docker-compose.yaml for the bot, or not used in the stack.
+stack_names="POSTGRES_HOST POSTGRES_PORT METRICS_ADDR DATABASE_URL"
+other_names="POSTGRES_ADMIN_USER POSTGRES_ADMIN_PASSWORD POSTGRES_MONITOR_USER POSTGRES_MONITOR_PASSWORD
+POSTGRES_GRAFANA_USER POSTGRES_GRAFANA_PASSWORD
+PGADMIN_DEFAULT_EMAIL PGADMIN_DEFAULT_PASSWORD GF_SECURITY_ADMIN_USER GF_SECURITY_ADMIN_PASSWORD
+ALERT_DISCORD_WEBHOOK_URL"
 
 contains() { # contains WORD LIST
   for w in $2; do [ "$w" = "$1" ] && return 0; done
@@ -151,8 +201,7 @@ done
 [ -n "$grafana_user" ] || problem "GF_SECURITY_ADMIN_USER is empty in config.env"
 # Without a token the bot exits at once and restarts forever.
 [ -n "$(value DISCORD_TOKEN)" ] || problem "DISCORD_TOKEN is empty in config.env: the bot needs its \
-token (Discord developer portal > your application > Bot). To see it work without one: \
-docker compose --profile demo up --build fake-discord bot-demo"
+token (Discord developer portal > your application > Bot); $demo_hint"
 # Grafana expands $NAME, ${NAME} and $__file{...} in every value of its
 # provisioning files, the password read from its file included.
 case $reader_password in
@@ -200,14 +249,38 @@ if ! email_ok "$pgadmin_email"; then
   problem "PGADMIN_DEFAULT_EMAIL='$pgadmin_email' is not an address pgAdmin accepts (it needs a domain with a dot that is not a reserved name such as localhost, local or test, e.g. admin@example.com); pgAdmin would refuse it and restart forever"
 fi
 
+# The demo posts its alerts to the fake's webhook, over plain http inside
+# the stack; a real configuration to Discord's, over https.
+webhook_scheme=https://
+[ "$mode" = config ] || webhook_scheme=http://
 case $webhook_url in
   '') say "ALERT_DISCORD_WEBHOOK_URL is empty: alerts show in Prometheus, Grafana and Alertmanager, and go to no Discord channel" ;;
-  https://*) ;;
-  *) say "warning: ALERT_DISCORD_WEBHOOK_URL does not start with https:// (a Discord webhook URL looks like https://discord.com/api/webhooks/<id>/<token>); Alertmanager will not use it" ;;
+  "$webhook_scheme"*) ;;
+  *) say "warning: ALERT_DISCORD_WEBHOOK_URL does not start with https:// (a Discord webhook URL looks like https://discord.com/api/webhooks/<id>/<token>); Alertmanager will not use it"
+     webhook_url= ;;
 esac
 
+# Which configuration filled the volumes: PostgreSQL, pgAdmin and Grafana
+# keep the passwords of their first start, and the database its rows.
+# Volumes written before this file existed are a real stack's.
+previous=
+if [ -f "$out/db/stack_mode" ]; then
+  previous=$(cat "$out/db/stack_mode")
+elif [ -f "$out/db/postgres_db" ]; then
+  previous=config
+fi
+if [ "$mode" = config ] && [ "$previous" = demo ]; then
+  problem "the stack's volumes hold the demo (its public passwords, its rows): remove them with \
+\`docker compose --profile demo down -v\`, then start again"
+elif [ "$mode" = demo ] && [ "$previous" = config ]; then
+  problem "the stack's volumes hold a config.env's data, which the demo does not touch: run the \
+demo as a project of its own, \`docker compose -p countdown-demo --profile demo up\`"
+fi
+
 if [ "$failed" -ne 0 ]; then
-  say "config.env has the problems above; nothing written, no service that needs a credential starts"
+  what=config.env
+  [ "$mode" = config ] || what="the demo's configuration"
+  say "$what has the problems above; nothing written, no service that needs a credential starts"
   exit 1
 fi
 
@@ -242,8 +315,11 @@ bot_env=$(printf '%s\n' "$lines" | while IFS= read -r line; do
     *) if contains "$name" "$bot_names"; then printf '%s\n' "$line"; fi ;;
   esac
 done)
-bot_env="# Written by the setup service (docker/setup.sh) from config.env: the bot's
-# variables only. Edit config.env, not this file.
+source_note="from config.env: the bot's
+# variables only. Edit config.env, not this file."
+[ "$mode" = config ] || source_note="from docker/demo.env: the demo's bot,
+# counting against the fake Discord."
+bot_env="# Written by the setup service (docker/setup.sh) $source_note
 $bot_env
 POSTGRES_DB=$db_name
 POSTGRES_USER=$bot_user
@@ -272,12 +348,14 @@ put grafana postgres_user "$reader_user"
 put grafana postgres_password "$reader_password"
 put grafana postgres_db "$db_name"
 
-case $webhook_url in
-  https://*) put alertmanager discord_webhook_url "$webhook_url" ;;
-  *) put alertmanager discord_webhook_url "" ;;
-esac
+put alertmanager discord_webhook_url "$webhook_url"
 
 put postgres-exporter user "$monitor_user"
 put postgres-exporter password "$monitor_password"
 
-say "credentials written for bot, db, pgadmin, grafana, alertmanager and postgres-exporter"
+put db stack_mode "$mode"
+
+say "credentials written for bot, db, pgadmin, grafana, alertmanager and postgres-exporter (from $(basename "$config"))"
+if [ "$mode" = demo ]; then
+  say "the demo's logins (public, as every value of docker/demo.env): Grafana http://localhost:3000 $grafana_user / $grafana_password, pgAdmin http://localhost:5050 $pgadmin_email / $pgadmin_password"
+fi

@@ -566,14 +566,19 @@ impl FakeDiscord {
     /// Creates an incoming webhook posting into `channel_id` and returns its
     /// URL, as Discord shows it (`<base>/api/webhooks/<id>/<token>`).
     pub fn create_webhook(&self, channel_id: u64) -> String {
-        let mut w = self.shared().world();
-        let id = w.snowflake();
-        let token = format!("fake-webhook-token-{id}");
-        w.webhooks.insert(
+        let id = self.shared().world().snowflake();
+        self.create_webhook_with(channel_id, id, &format!("fake-webhook-token-{id}"))
+    }
+
+    /// [`create_webhook`](Self::create_webhook) with an id and a token known
+    /// in advance (a demo's configuration names the URL before the fake
+    /// runs); an existing webhook of that id is replaced.
+    pub fn create_webhook_with(&self, channel_id: u64, id: u64, token: &str) -> String {
+        self.shared().world().webhooks.insert(
             id,
             webhooks::Webhook {
                 channel_id,
-                token: token.clone(),
+                token: token.to_owned(),
             },
         );
         format!("{}/api/webhooks/{id}/{token}", self.base_url())
@@ -596,6 +601,26 @@ impl FakeDiscord {
                 "fake-discord: timed out after {timeout:?} waiting for webhook messages; got {got:?}"
             ),
         }
+    }
+
+    /// Takes away (or gives back) the bot's Send Messages in `channel_id`:
+    /// while it is away, every message POST there answers 403 Missing
+    /// Permissions (50013) and creates nothing, as Discord answers a bot
+    /// whose permission a moderator removed.
+    pub fn deny_send(&self, channel_id: u64, denied: bool) {
+        let mut w = self.shared().world();
+        if denied {
+            w.send_denied.entry(channel_id).or_insert(0);
+        } else {
+            w.send_denied.remove(&channel_id);
+        }
+    }
+
+    /// How many message POSTs [`deny_send`](Self::deny_send) refused in
+    /// `channel_id` since it took the permission away; `None` while the bot
+    /// may post there.
+    pub fn send_refusals(&self, channel_id: u64) -> Option<u64> {
+        self.shared().world().send_denied.get(&channel_id).copied()
     }
 
     /// Takes away (or gives back) the bot's Read Message History in

@@ -22,9 +22,11 @@ const USAGE: &str = "usage: fake-discord [--addr HOST:PORT] [--public-url URL] [
                       (Discord before 2022) instead of leaky buckets (Discord now)\n\
   --nonce-window SECS how long an enforced nonce deduplicates (default 300)\n\
   --demo-traffic      once a bot connects, ask it for a countdown every 15 s in the first\n\
-                      channel of 3 guilds (a `status`, a `stop` now and then), and print\n\
-                      what the channels show\n\
-  --demo-every SECS   time between two countdowns of --demo-traffic (default 15)";
+                      channel of 3 guilds, with a `status`, a lost permission (the\n\
+                      countdown fails), a `stop`, Discord's 502s and refused commands;\n\
+                      print what the channels show, and the alerts posted to the demo's\n\
+                      webhook (/api/webhooks/900000000000000100/demo-alerts)\n\
+  --demo-every SECS   time between two rounds of --demo-traffic (default 15)";
 
 struct Args {
     config: FakeConfig,

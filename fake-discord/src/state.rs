@@ -225,6 +225,10 @@ pub(crate) struct World {
     /// Channels whose history the bot may not read (no Read Message
     /// History): listing them answers 403, Missing Access.
     pub history_denied: HashSet<u64>,
+    /// Channels where the bot may not post (no Send Messages), each with the
+    /// message POSTs refused there since: they answer 403, Missing
+    /// Permissions.
+    pub send_denied: HashMap<u64, u64>,
     pub stats: Stats,
     pub requests: Vec<RequestRecord>,
     pub exchanges: Vec<Exchange>,
@@ -483,6 +487,7 @@ impl Shared {
                 nonces: HashMap::with_capacity(config.history_capacity),
                 channel_log: HashMap::new(),
                 history_denied: HashSet::new(),
+                send_denied: HashMap::new(),
                 stats: Stats::default(),
                 requests: Vec::with_capacity(config.history_capacity),
                 exchanges: Vec::new(),
