@@ -176,6 +176,7 @@ impl Resumer {
                     after: check_anchor(&row),
                     bot_user_id,
                 }),
+                asked_at: None,
             },
         );
         true

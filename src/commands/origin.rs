@@ -57,6 +57,9 @@ pub struct Origin {
     pub manages_messages: bool,
     /// The command as the user gave it, for `command_errors.content`.
     pub content: String,
+    /// The id of the command's message or interaction: a snowflake, so it
+    /// says when the user gave the command.
+    pub command_id: u64,
 }
 
 impl Origin {
@@ -81,6 +84,7 @@ impl From<&Incoming> for Origin {
             user_id: msg.author_id,
             manages_messages: msg.manages_messages,
             content: msg.content.clone(),
+            command_id: msg.message_id,
         }
     }
 }

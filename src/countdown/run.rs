@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,9 @@ pub struct CountdownSpec {
     /// A resume past the nonce window: read the channel first and skip the
     /// numbers already there (see [`super::channel_check`]).
     pub check: Option<ResumeCheck>,
+    /// When the user asked, for a fresh countdown (`None` on resume): the
+    /// wait from then to number 1 is `countdown_admission_seconds`.
+    pub asked_at: Option<DateTime<Utc>>,
 }
 
 /// A running countdown as others see it: its progress, and how to stop it.
@@ -169,6 +173,13 @@ pub async fn run(live: &Live, delivery: &Delivery, journal: &Journal, metrics: &
         metrics
             .tick_lateness
             .observe(sent_at.saturating_duration_since(due).as_secs_f64());
+        if let (1, Some(asked_at)) = (k, spec.asked_at) {
+            let since_sent = chrono::Duration::from_std(sent_at.elapsed()).unwrap_or_default();
+            let waited = (Utc::now() - since_sent - asked_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics.admission.observe(waited.as_secs_f64());
+        }
         // When it left, not when the answer came: the answer's latency is
         // no part of the channel's pace.
         let late = sent_at.saturating_duration_since(due);

@@ -198,6 +198,7 @@ impl Harness {
                 next,
                 first_due: Instant::now(),
                 check,
+                asked_at: None,
             },
         );
     }
@@ -444,6 +445,7 @@ async fn many_channels_share_a_small_budget_fairly() {
                 next: 1,
                 first_due: Instant::now(),
                 check: None,
+                asked_at: None,
             },
         );
     }
@@ -516,6 +518,7 @@ async fn a_resent_number_already_posted_is_not_followed_by_a_burst() {
             next: 3,
             first_due: Instant::now(),
             check: None,
+            asked_at: None,
         },
     );
     while scheduler.active() > 0 {

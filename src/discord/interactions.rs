@@ -178,6 +178,7 @@ impl Interactions {
             user_id: command.user.id.get(),
             manages_messages: manages_messages(command.member.as_deref()),
             content: describe(command),
+            command_id: command.id.get(),
         };
         if !self.commands.accepting() {
             return Answer::Ephemeral(replies::restarting());
@@ -254,6 +255,7 @@ impl Interactions {
             user_id: press.user.id.get(),
             manages_messages: manages_messages(press.member.as_ref()),
             content: format!("[Stop button {}]", press.data.custom_id),
+            command_id: press.id.get(),
         };
         match self.commands.stop(&origin, Some(task_id)) {
             StopOutcome::Stopping(pending) => (Answer::RemoveButton, Some(pending)),

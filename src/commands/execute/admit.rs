@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::CommandService;
 use crate::commands::Origin;
-use crate::countdown::{CountdownSpec, Refusal};
+use crate::countdown::{channel_check, CountdownSpec, Refusal};
 use crate::storage::{NewTask, StorageError};
 
 /// What became of a `count to`.
@@ -84,6 +84,7 @@ impl CommandService {
                 next: 1,
                 first_due: Instant::now(),
                 check: None,
+                asked_at: Some(channel_check::time_of(origin.command_id)),
             },
         );
         CountOutcome::Started { task_id: row.id }

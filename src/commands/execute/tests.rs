@@ -88,6 +88,7 @@ fn origin(channel_id: u64) -> Origin {
         user_id: 9,
         manages_messages: false,
         content: "/count 100".into(),
+        command_id: 1,
     }
 }
 
