@@ -16,7 +16,8 @@
 //!
 //! There is one session per shard: the last one IDENTIFIED for it. An
 //! IDENTIFY with another shard count starts a new layout and ends every
-//! session of the old one. Dispatches get increasing sequence numbers per
+//! session of the old one. (Discord keeps every session and sends each its
+//! events; the fake keeps the newest, as a takeover by a new leader wants.) Dispatches get increasing sequence numbers per
 //! session and are kept in a bounded log, so a RESUME with `seq` gets every
 //! dispatch after `seq` replayed, then RESUMED. Dispatches go only to the
 //! connection attached to their shard's session; while none is (between a
