@@ -203,7 +203,8 @@ async fn run_term(
             Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
             Err(e) => Err(anyhow!(e).context("the gateway task panicked")),
         },
-        // serenity would identify again every 5 s, for ever.
+        // No retry fixes these, and serenity's retries would each spend one
+        // of the day's session starts.
         refusal = refusals.next() => {
             let advice = refusal.advice(settings.shards);
             journal.general_error("gateway", &advice);

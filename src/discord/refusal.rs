@@ -1,9 +1,10 @@
 //! Discord refusing the shards themselves: close code 4011 (sharding
 //! required: the bot is in too many servers for the shard count) or 4010
 //! (invalid shard). Neither goes away by trying again, yet serenity 0.12
-//! tells the application nothing: it logs a line of its own and identifies
-//! again every 5 s, each attempt spending one of the day's 1,000 session
-//! starts (Discord resets the token of a bot that spends them all).
+//! tells the application nothing: it logs a line of its own, loops on the
+//! closed connection (a busy core) until its next heartbeat is due, then
+//! identifies again, for ever, each attempt spending one of the day's 1,000
+//! session starts (Discord resets the token of a bot that spends them all).
 //!
 //! [`layer`] (installed with the logging, see [`crate::telemetry`]) reads
 //! serenity's line for either close code and reports it; the term waiting
