@@ -135,7 +135,7 @@ fi
 
 # The names config.env may set, by who reads them. The bot gets its lines
 # verbatim (it parses config.env itself); the others get single values.
-bot_names="DISCORD_TOKEN DISCORD_API_URL DISCORD_HTTP_TIMEOUT DISCORD_GUILD_ID STOP_POLICY
+bot_names="DISCORD_TOKEN DISCORD_API_URL DISCORD_HTTP_TIMEOUT DISCORD_GUILD_ID STOP_POLICY SHARDS
 POSTGRES_DB POSTGRES_USER POSTGRES_PASSWORD MAX_ACTIVE MAX_ACTIVE_PER_GUILD GLOBAL_RATE
 RESUME_MAX_AGE RESUME_CHECK_AFTER RETENTION RUST_LOG LOG_FORMAT"
 # Set by docker-compose.yaml for the bot, or not used in the stack.

@@ -15,10 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, CommandService};
-use crate::config::Settings;
+use crate::config::{Settings, Shards};
 use crate::countdown::{Limits, Scheduler};
 use crate::discord::handler::Handler;
 use crate::discord::interactions::Interactions;
+use crate::discord::refusal::Refusals;
 use crate::discord::registration::Registration;
 use crate::discord::sender::DiscordSink;
 use crate::discord::{self};
@@ -170,14 +171,23 @@ async fn run_term(
             .await
             .context("cannot build the Discord client")?;
     let shard_manager = client.shard_manager.clone();
-    // serenity asks `GET /gateway/bot` before it connects, outside the pacer.
+    // serenity asked `GET /gateway` while building the client, and asks
+    // `GET /gateway/bot` before it connects with SHARDS=auto: both outside
+    // the pacer.
     pacer.book_external();
-    let mut gateway = tokio::spawn(async move { client.start().await });
+    if settings.shards == Shards::Auto {
+        pacer.book_external();
+    }
+    let mut refusals = Refusals::subscribe();
+    let shards = settings.shards;
+    let mut gateway =
+        tokio::spawn(async move { discord::client::start(&mut client, shards).await });
     tracing::info!(
         api = settings
             .discord_api_url
             .as_deref()
             .unwrap_or("https://discord.com"),
+        shards = %settings.shards,
         "connecting to Discord"
     );
 
@@ -189,6 +199,13 @@ async fn run_term(
             Ok(Err(e)) => Err(anyhow!(e).context("the Discord gateway failed")),
             Err(e) => Err(anyhow!(e).context("the gateway task panicked")),
         },
+        // No retry fixes these, and serenity's retries would each spend one
+        // of the day's session starts.
+        refusal = refusals.next() => {
+            let advice = refusal.advice(settings.shards);
+            journal.general_error("gateway", &advice);
+            Err(anyhow!(advice))
+        }
     };
 
     wind_down(
@@ -303,7 +320,7 @@ async fn wind_down(
     shard_manager: &serenity::gateway::ShardManager,
 ) {
     stop_sending.cancel();
-    readiness.set_gateway(false);
+    readiness.gateway_closed();
     if !scheduler.shutdown(SEND_GRACE).await {
         tracing::warn!("some sends did not finish in time; they resume at the next start");
     }

@@ -38,6 +38,28 @@ pub struct Settings {
     /// `DISCORD_GUILD_ID`: register the slash commands in this guild only
     /// (they appear at once) instead of globally.
     pub command_guild_id: Option<u64>,
+    /// `SHARDS`: how many gateway shards this process runs.
+    pub shards: Shards,
+}
+
+/// `SHARDS`: the gateway shards the leader runs, every one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shards {
+    /// As many as Discord recommends (`GET /gateway/bot`), asked at every
+    /// start.
+    #[default]
+    Auto,
+    /// Shards `0..n` of `n`.
+    Fixed(u32),
+}
+
+impl std::fmt::Display for Shards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shards::Auto => f.write_str("auto"),
+            Shards::Fixed(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Where the database is: a URL, or the split `POSTGRES_*` form of `config.env`.
@@ -147,6 +169,7 @@ impl Settings {
                     .map_err(|reason| ConfigError::invalid("STOP_POLICY", reason))?,
             },
             command_guild_id: command_guild_id(vars.get("DISCORD_GUILD_ID"))?,
+            shards: shards(vars.get("SHARDS"))?,
         })
     }
 }
@@ -289,6 +312,21 @@ fn command_guild_id(raw: Option<String>) -> Result<Option<u64>, ConfigError> {
     }
 }
 
+/// `SHARDS`: `auto` (the default, in any case) or a number of shards, 1 or more.
+fn shards(raw: Option<String>) -> Result<Shards, ConfigError> {
+    match raw {
+        None => Ok(Shards::Auto),
+        Some(raw) if raw.eq_ignore_ascii_case("auto") => Ok(Shards::Auto),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Shards::Fixed(n)),
+            _ => Err(ConfigError::invalid(
+                "SHARDS",
+                format!("{raw:?} is neither \"auto\" nor a number of shards (1 or more)"),
+            )),
+        },
+    }
+}
+
 fn parse_or<T: FromStr>(
     var: &'static str,
     raw: Option<String>,
@@ -386,6 +424,21 @@ mod tests {
         assert!(s.discord_api_url.is_none());
         assert_eq!(s.stop_policy, StopPolicy::Anyone);
         assert_eq!(s.command_guild_id, None);
+        assert_eq!(s.shards, Shards::Auto);
+    }
+
+    #[test]
+    fn shards_are_auto_or_a_count() {
+        for (raw, want) in [
+            ("auto", Shards::Auto),
+            ("AUTO", Shards::Auto),
+            ("1", Shards::Fixed(1)),
+            (" 16 ", Shards::Fixed(16)),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("SHARDS", raw));
+            assert_eq!(settings(&vars).unwrap().shards, want, "{raw}");
+        }
     }
 
     #[test]
@@ -439,6 +492,9 @@ mod tests {
             ("STOP_POLICY", "admins"),
             ("DISCORD_GUILD_ID", "guild"),
             ("DISCORD_GUILD_ID", "0"),
+            ("SHARDS", "0"),
+            ("SHARDS", "-2"),
+            ("SHARDS", "two"),
         ] {
             let mut vars = BASE.to_vec();
             vars.push((var, value));

@@ -60,7 +60,13 @@ pub struct Metrics {
     pub resumed: IntCounter,
     pub db_errors: IntCounter,
     pub finished: IntCounterVec,
+    /// 1 while every gateway shard of this instance is ready.
     pub gateway_ready: IntGauge,
+    /// `countdown_shards`: the gateway shards this instance runs (0 on a
+    /// standby, and before the first READY).
+    pub shards: IntGauge,
+    /// `countdown_shards_ready`: of those, the shards with a ready session.
+    pub shards_ready: IntGauge,
     pub rate_budget: IntGauge,
     pub leader: IntGauge,
     pub leader_standbys: IntGauge,
@@ -173,7 +179,15 @@ impl Metrics {
         )?;
         let gateway_ready = IntGauge::new(
             "countdown_gateway_ready",
-            "1 while the Discord gateway session is ready.",
+            "1 while the Discord gateway session of every shard is ready.",
+        )?;
+        let shards = IntGauge::new(
+            "countdown_shards",
+            "Discord gateway shards this instance runs (0 on a standby and before the first READY).",
+        )?;
+        let shards_ready = IntGauge::new(
+            "countdown_shards_ready",
+            "Discord gateway shards of this instance whose session is ready.",
         )?;
         let rate_budget = IntGauge::new(
             "countdown_rate_budget_per_second",
@@ -236,6 +250,8 @@ impl Metrics {
             Box::new(db_errors.clone()),
             Box::new(finished.clone()),
             Box::new(gateway_ready.clone()),
+            Box::new(shards.clone()),
+            Box::new(shards_ready.clone()),
             Box::new(rate_budget.clone()),
             Box::new(leader.clone()),
             Box::new(leader_standbys.clone()),
@@ -270,6 +286,8 @@ impl Metrics {
             db_errors,
             finished,
             gateway_ready,
+            shards,
+            shards_ready,
             rate_budget,
             leader,
             leader_standbys,

@@ -1,10 +1,14 @@
 //! Logging: a tracing subscriber, pretty or JSON, filtered by `RUST_LOG`,
-//! whose writer blanks the token should any library ever print it.
+//! whose writer blanks the token should any library ever print it. Beside
+//! it, with a filter of its own, the layer that reads Discord's refusals of
+//! the shards from serenity's log ([`crate::discord::refusal`]).
 
 use std::io::{self, Write};
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
@@ -12,18 +16,22 @@ pub fn init(format: LogFormat, token: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = Redacting::new(token);
     redact_panics(writer.clone());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false);
-    match format {
-        LogFormat::Json => builder
+    let lines = match format {
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
-        LogFormat::Pretty => builder.init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => lines.with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(crate::discord::refusal::layer())
+        .init();
 }
 
 /// Panic messages go to stderr through the same redaction. The default

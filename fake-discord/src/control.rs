@@ -288,8 +288,8 @@ async fn open_dm(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
     }
 }
 
-/// `GET /_test/ready[?wait_ms=M]`: 200 when a bot is READY, else 503
-/// (after waiting up to `wait_ms` for it).
+/// `GET /_test/ready[?wait_ms=M]`: 200 when a bot is READY (on every
+/// shard), else 503 (after waiting up to `wait_ms` for it).
 async fn ready(State(shared): State<Arc<Shared>>, Query(wait): Query<Wait>) -> Response {
     if let Some(ms) = wait.wait_ms {
         shared

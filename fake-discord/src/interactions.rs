@@ -125,7 +125,8 @@ fn dispatch(
     if !shared.channel_exists(w, channel_id) {
         anyhow::bail!("fake-discord: unknown channel {channel_id}");
     }
-    if w.gw.intents().is_none() {
+    let guild_id = shared.guild_of(channel_id);
+    if w.gw.intents(guild_id).is_none() {
         anyhow::bail!("fake-discord: no bot connected (no gateway session; IDENTIFY first)");
     }
     let message = match message_id {
@@ -138,7 +139,6 @@ fn dispatch(
     w.users.insert(author.id, (author.name.clone(), author.bot));
     let id = w.snowflake();
     let token = format!("fake-interaction-token-{id}");
-    let guild_id = shared.guild_of(channel_id);
     let user = payloads::user(author.id, &author.name, author.bot);
     let mut d = json!({
         "id": id.to_string(),
@@ -194,7 +194,7 @@ fn dispatch(
             answered: false,
         },
     );
-    w.gw.dispatch("INTERACTION_CREATE", d);
+    w.gw.dispatch(guild_id, "INTERACTION_CREATE", d);
     Ok(InteractionRef { id, token })
 }
 

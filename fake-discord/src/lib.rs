@@ -33,6 +33,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::Router;
 
+pub use gateway::shard_of;
 pub use interactions::InteractionRef;
 pub use ratelimit::BucketModel;
 pub use state::{
@@ -76,6 +77,19 @@ pub struct FakeConfig {
     /// GUILD_PRESENCES, MESSAGE_CONTENT). IDENTIFY asking for another
     /// privileged intent is closed with 4014, like Discord. Default: none.
     pub privileged_intents: u64,
+    /// The shard count `GET /gateway/bot` recommends (Discord: about one
+    /// per 1,000 guilds). Default 1. Whatever the bot chooses, a guild's
+    /// events go to shard `(guild_id >> 22) % num_shards` and DMs to
+    /// shard 0 (see [`shard_of`]).
+    pub shards: u32,
+    /// Refuse an IDENTIFY with fewer shards than [`shards`](Self::shards)
+    /// with close code 4011 (Sharding required), as Discord refuses a
+    /// session that would hold too many guilds. Default false.
+    pub sharding_required: bool,
+    /// `session_start_limit.max_concurrency` of `GET /gateway/bot`:
+    /// IDENTIFYs allowed per 5 s, one per `shard_id % max_concurrency`.
+    /// Faster ones are counted in [`Stats::identify_too_fast`]. Default 1.
+    pub max_concurrency: u32,
     /// Dispatch MESSAGE_CREATE for the bot's own messages, as Discord does
     /// (default true).
     pub echo_own_messages: bool,
@@ -112,6 +126,9 @@ impl Default for FakeConfig {
             public_url: None,
             nonce_ttl: Duration::from_secs(300),
             privileged_intents: 0,
+            shards: 1,
+            sharding_required: false,
+            max_concurrency: 1,
             echo_own_messages: true,
             record_exchanges: false,
             interaction_window: Duration::from_secs(3),
@@ -219,15 +236,34 @@ impl FakeDiscord {
 
     // ------------------------------------------------------------ gateway
 
-    /// Resolves once a bot is connected on a live session: READY (and the
-    /// GUILD_CREATEs) or RESUMED was written on the current connection.
+    /// Resolves once a bot is connected on a live session of every shard:
+    /// READY (and the GUILD_CREATEs) or RESUMED was written on each
+    /// shard's current connection.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         self.wait_gateway(timeout, "a READY bot", |s| s.ready).await
     }
 
-    /// Whether a bot is connected on a live session right now.
+    /// Whether a bot is connected on a live session of every shard right now.
     pub fn is_ready(&self) -> bool {
         self.shared().world().gw.is_ready()
+    }
+
+    /// The shards whose session is ready now, in order.
+    pub fn ready_shards(&self) -> Vec<u32> {
+        self.shared().world().gw.ready_shards()
+    }
+
+    /// The shard count of the bot's sessions (its last IDENTIFY's
+    /// `num_shards`); 0 before the first IDENTIFY.
+    pub fn shard_count(&self) -> u32 {
+        self.shared().world().gw.num_shards()
+    }
+
+    /// Waits until at least `n` shards are connected on a live session.
+    pub async fn wait_ready_shards(&self, n: u32, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{n} READY shards");
+        self.wait_gateway(timeout, &what, |s| s.ready_shards >= n)
+            .await
     }
 
     /// Waits until `identify_count() >= n` and the bot is ready.
@@ -256,8 +292,9 @@ impl FakeDiscord {
         let s = *self.shared().gateway_tx.borrow();
         anyhow::bail!(
             "fake-discord: timed out after {timeout:?} waiting for {what} \
-             (ready: {}, identify: {}, resume: {})",
+             (ready: {}, ready shards: {}, identify: {}, resume: {})",
             s.ready,
+            s.ready_shards,
             s.identify,
             s.resume
         )
@@ -277,8 +314,9 @@ impl FakeDiscord {
         self.shared().world().stats.resume as usize
     }
 
-    /// Drops the gateway connection(s) without a close frame, like a network
-    /// failure. Dispatches until the bot resumes are replayed on RESUME.
+    /// Drops every gateway connection (every shard's) without a close
+    /// frame, like a network failure. Dispatches until the bot resumes are
+    /// replayed on RESUME.
     pub fn drop_gateway(&self) {
         let shared = self.shared();
         let mut w = shared.world();
@@ -286,7 +324,7 @@ impl FakeDiscord {
         shared.publish_gateway(&w);
     }
 
-    /// Sends op 7 RECONNECT on the current connection, as Discord does
+    /// Sends op 7 RECONNECT on every shard's connection, as Discord does
     /// before moving a session: serenity then RESUMEs on a new connection.
     /// Returns false when no connection is attached to a session.
     pub fn request_reconnect(&self) -> bool {

@@ -435,8 +435,8 @@ fn create_or_dedup(
     w.message_objects.insert(id, rest_message.clone());
     w.log_message(channel_id, id);
     w.stats.created += 1;
-    if let (Some(echo), Some(intents)) = (echo, w.gw.intents()) {
-        gateway::dispatch_message(w, bot, guild_id.is_some(), intents, echo, bot, &mention_ids);
+    if let (Some(echo), Some(intents)) = (echo, w.gw.intents(guild_id)) {
+        gateway::dispatch_message(w, bot, guild_id, intents, echo, bot, &mention_ids);
     }
     Ok((rest_message, true))
 }

@@ -271,12 +271,12 @@ async fn get_gateway_bot(State(shared): State<Arc<Shared>>) -> Response {
         StatusCode::OK,
         &json!({
             "url": shared.gateway_url(),
-            "shards": 1,
+            "shards": shared.shards,
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 1000u64.saturating_sub(identified),
                 "reset_after": reset_after,
-                "max_concurrency": 1,
+                "max_concurrency": shared.max_concurrency,
             },
         }),
     )

@@ -123,6 +123,13 @@ pub struct Stats {
     pub injected_messages: u64,
     /// Gateway IDENTIFYs answered with READY.
     pub identify: u64,
+    /// Gateway IDENTIFYs closed with a close code instead (4004, 4010,
+    /// 4011, 4013, 4014).
+    pub identify_refused: u64,
+    /// IDENTIFYs answered although they came sooner than Discord allows:
+    /// within 5 s of the last one of their rate-limit bucket
+    /// (`shard_id % max_concurrency`).
+    pub identify_too_fast: u64,
     /// Gateway RESUMEs answered with RESUMED.
     pub resume: u64,
     /// Every `/api` request.
@@ -419,8 +426,11 @@ impl World {
 /// Status of the gateway as seen from the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GatewayStatus {
-    /// A bot is connected on a live session (after READY or RESUMED).
+    /// A bot is connected on a live session of every shard (after READY or
+    /// RESUMED).
     pub ready: bool,
+    /// Shards connected on a live session.
+    pub ready_shards: u32,
     pub identify: u64,
     pub resume: u64,
 }
@@ -433,6 +443,12 @@ pub(crate) struct Shared {
     pub channel_guild: HashMap<u64, u64>,
     pub nonce_ttl: Duration,
     pub privileged_intents: u64,
+    /// `GET /gateway/bot`'s recommended shard count (at least 1).
+    pub shards: u32,
+    /// Refuse an IDENTIFY with fewer shards than `shards` (4011).
+    pub sharding_required: bool,
+    /// IDENTIFYs allowed per 5 s, one per `shard_id % max_concurrency` (at least 1).
+    pub max_concurrency: u32,
     pub echo_own_messages: bool,
     pub record_exchanges: bool,
     pub addr: SocketAddr,
@@ -466,6 +482,9 @@ impl Shared {
             channel_guild,
             nonce_ttl: config.nonce_ttl,
             privileged_intents: config.privileged_intents,
+            shards: config.shards.max(1),
+            sharding_required: config.sharding_required,
+            max_concurrency: config.max_concurrency.max(1),
             echo_own_messages: config.echo_own_messages,
             record_exchanges: config.record_exchanges,
             addr,
@@ -561,6 +580,7 @@ impl Shared {
     pub(crate) fn publish_gateway(&self, world: &World) {
         let status = GatewayStatus {
             ready: world.gw.is_ready(),
+            ready_shards: world.gw.ready_shards().len() as u32,
             identify: world.stats.identify,
             resume: world.stats.resume,
         };

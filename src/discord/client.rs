@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serenity::all::{Client, ClientBuilder, GatewayIntents, Http, HttpBuilder};
 
-use crate::config::Settings;
+use crate::config::{Settings, Shards};
 
 /// Messages in guild channels (we only act on mentions, whose content
 /// Discord delivers without the privileged MESSAGE_CONTENT intent) and DMs.
@@ -42,6 +42,21 @@ pub async fn gateway_client(
     ClientBuilder::new_with_http(http, intents())
         .event_handler(handler)
         .await
+}
+
+/// Runs every shard of `shards` in this process until the gateway fails:
+/// serenity's autosharding for `auto` (one `GET /gateway/bot`, asked once
+/// for all shards), shards `0..n` of `n` otherwise. Guild events come on
+/// shard `(guild_id >> 22) % n`, DMs on shard 0; one handler serves them
+/// all. serenity starts one shard every 5 s, whatever `max_concurrency`
+/// Discord gives: within the identify limit of every bot (one per 5 s per
+/// `shard_id % max_concurrency`), and slower than needed only for bots
+/// with many shards and a `max_concurrency` above 1.
+pub async fn start(client: &mut Client, shards: Shards) -> serenity::Result<()> {
+    match shards {
+        Shards::Auto => client.start_autosharded().await,
+        Shards::Fixed(n) => client.start_shards(n).await,
+    }
 }
 
 /// Shares an [`Http`] between serenity's client and our sender.

@@ -1,6 +1,12 @@
 //! Gateway events in: READY starts the resume and the slash command
 //! registration, messages become commands, interactions go to
 //! [`Interactions`], connection stages drive `/readyz`.
+//!
+//! Every shard calls the same handler. Each READY, RESUMED and stage
+//! change counts for its own shard only (`/readyz` wants every shard
+//! ready); the resume runs at every READY, and skips what already runs, so
+//! a second shard's READY starts nothing twice; the slash commands are
+//! registered once per term.
 
 use serenity::all::{
     ConnectionStage, Context, EventHandler, Interaction, Message, Ready, ResumedEvent,
@@ -27,16 +33,23 @@ pub struct Handler {
 #[async_trait]
 impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
+        // serenity always sends `shard` in IDENTIFY, and Discord echoes it.
+        let (shard, shards) = ready
+            .shard
+            .map_or((ctx.shard_id.0, 1), |s| (s.id.0, s.total));
         tracing::info!(
             user = %ready.user.name,
             guilds = ready.guilds.len(),
             session = %ready.session_id,
+            shard,
+            shards,
             "gateway ready"
         );
         self.commands.set_bot_id(ready.user.id.get());
-        self.readiness.set_gateway(true);
-        // A second READY (after an invalidated session) resumes again; what
-        // already runs here is skipped, so nothing starts twice.
+        self.readiness.shard_ready(shard, shards);
+        // Another shard's READY, or a second READY (after an invalidated
+        // session), resumes again; what already runs here is skipped, so
+        // nothing starts twice.
         let resumer = self.resumer.clone();
         let bot_user_id = ready.user.id.get();
         tokio::spawn(async move { resumer.resume_all(bot_user_id).await });
@@ -47,18 +60,19 @@ impl EventHandler for Handler {
         self.interactions.handle(&ctx, interaction).await;
     }
 
-    async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        tracing::info!("gateway session resumed");
-        self.readiness.set_gateway(true);
+    async fn resume(&self, ctx: Context, _event: ResumedEvent) {
+        tracing::info!(shard = ctx.shard_id.0, "gateway session resumed");
+        self.readiness.shard_resumed(ctx.shard_id.0);
     }
 
     async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
-        tracing::debug!(old = %event.old, new = %event.new, "gateway stage");
+        let shard = event.shard_id.0;
+        tracing::debug!(shard, old = %event.old, new = %event.new, "gateway stage");
         if event.new != ConnectionStage::Connected {
             if event.old == ConnectionStage::Connected {
-                tracing::warn!(stage = %event.new, "gateway connection lost; reconnecting");
+                tracing::warn!(shard, stage = %event.new, "gateway connection lost; reconnecting");
             }
-            self.readiness.set_gateway(false);
+            self.readiness.shard_down(shard);
         }
     }
 

@@ -9,11 +9,13 @@
 //! - [`registration`]: the slash commands, registered at start.
 //! - [`components`]: the Stop button and its custom id.
 //! - [`permissions`]: a member's Manage Messages, from serenity's cache.
+//! - [`refusal`]: Discord refusing the shard count (4011) or a shard (4010).
 
 pub mod client;
 pub mod components;
 pub mod handler;
 pub mod interactions;
 pub mod permissions;
+pub mod refusal;
 pub mod registration;
 pub mod sender;
