@@ -14,7 +14,8 @@ use fake_discord::{Author, FakeConfig, PostedMessage};
 use super::figures::{counted, mb, ms, noise_rows, pct, wire_split};
 use super::{caps, channels, mention, world, Ctx};
 use crate::harness::{
-    ms_between, percentile, self_cpu_seconds, sorted, BenchDb, Bot, PgProxy, StallProbe, USER,
+    ms_between, percentile, self_cpu_seconds, sorted, BenchDb, Bot, PgProxy, StallProbe, TOKEN,
+    USER,
 };
 
 /// `GLOBAL_RATE`, `MAX_ACTIVE` and `MAX_ACTIVE_PER_GUILD` for every size:
@@ -136,6 +137,14 @@ async fn burst_of(ctx: &mut Ctx, count: u64, n: usize) -> anyhow::Result<()> {
     for m in fake.all_messages() {
         by_channel.entry(m.channel_id).or_default().push(m);
     }
+    // The floor: how long the fake, on the same cores, takes to receive
+    // `count` posts from a plain client with as many in flight as the bot
+    // allows itself (the physical limit of "every #1 is there").
+    let floor = if count >= 40 {
+        Some(post_floor(&fake, &chans, count).await?)
+    } else {
+        None
+    };
     // A refused command's number 1 never comes: infinitely late.
     let mut first = Vec::with_capacity(chans.len());
     let mut late = Vec::with_capacity(all as usize);
@@ -193,6 +202,13 @@ async fn burst_of(ctx: &mut Ctx, count: u64, n: usize) -> anyhow::Result<()> {
             Some(p99 <= goal),
         ),
         None => ctx.info(s, figure, value),
+    }
+    if let Some(floor) = floor {
+        ctx.info(
+            s,
+            "physical limit: the fake alone receiving as many posts from a plain client (256 in flight): p50 / p99 / max",
+            p50_p99_max(&floor),
+        );
     }
     ctx.info(
         s,
@@ -264,4 +280,46 @@ fn p50_p99_max(sorted: &[f64]) -> String {
         put(percentile(sorted, 99.0)),
         put(*sorted.last().unwrap_or(&f64::NAN))
     )
+}
+
+/// Posts one message to each of the first `count` channels from a plain
+/// HTTP client, at most [`IN_FLIGHT`] at once, and returns when each
+/// arrived at the fake, in ms after the first was sent, sorted.
+async fn post_floor(
+    fake: &fake_discord::FakeDiscord,
+    chans: &[(u64, u64)],
+    count: u64,
+) -> anyhow::Result<Vec<f64>> {
+    /// The bot's own bound on requests under way (`send::delivery::MAX_IN_FLIGHT`).
+    const IN_FLIGHT: usize = 256;
+    let http = reqwest::Client::new();
+    let base = fake.base_url();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let start = Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
+    for (ch, _) in chans.iter().take(count as usize) {
+        let (http, gate) = (http.clone(), gate.clone());
+        let url = format!("{base}/api/v10/channels/{ch}/messages");
+        posts.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            http.post(url)
+                .header("Authorization", format!("Bot {TOKEN}"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"content":"floor"}"#)
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = posts.join_next().await {
+        done??;
+    }
+    let arrivals = fake
+        .all_messages()
+        .iter()
+        .filter(|m| m.content == "floor")
+        .map(|m| ms_between(m.at, start))
+        .collect();
+    Ok(sorted(arrivals))
 }
