@@ -289,7 +289,7 @@ fn wire(
         stop_sending.clone(),
     );
     let handler = Handler {
-        interactions: Interactions::new(commands.clone()),
+        interactions: Interactions::new(commands.clone(), metrics.clone()),
         registration: Registration::new(
             settings.command_guild_id,
             pacer.clone(),
@@ -299,6 +299,7 @@ fn wire(
         commands,
         resumer,
         readiness: readiness.clone(),
+        pacer: pacer.clone(),
     };
 
     Ok(Wired {
@@ -374,6 +375,9 @@ fn known_labels() -> KnownLabels {
         send_error_kinds: SendError::KINDS.to_vec(),
         end_statuses: TaskStatus::FINAL.map(TaskStatus::as_str).to_vec(),
         retention_tables: storage::retention::TABLES.to_vec(),
+        interaction_outcomes: discord::interactions::AnswerOutcome::ALL
+            .map(discord::interactions::AnswerOutcome::label)
+            .to_vec(),
         ..KnownLabels::default()
     };
     commands::known_labels(&mut known);
@@ -399,6 +403,7 @@ mod tests {
             "countdown_send_errors_total{kind=\"invalid_response\"} 0",
             "countdown_countdowns_ended_total{status=\"expired\"} 0",
             "countdown_retention_deleted_total{table=\"general_errors\"} 0",
+            "countdown_interaction_answers_total{outcome=\"failed\"} 0",
         ] {
             assert!(text.contains(series), "missing {series}");
         }

@@ -32,6 +32,8 @@ pub struct KnownLabels {
     pub end_statuses: Vec<&'static str>,
     /// `countdown_retention_deleted_total{table}`.
     pub retention_tables: Vec<&'static str>,
+    /// `countdown_interaction_answers_total{outcome}`.
+    pub interaction_outcomes: Vec<&'static str>,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,9 @@ pub struct Metrics {
     pub leader_standbys: IntGauge,
     pub edge_races: IntCounter,
     pub registration_failures: IntCounter,
+    /// `countdown_interaction_answers_total{outcome}`: one per interaction
+    /// (slash command or button press), by how its answer ended.
+    pub interaction_answers: IntCounterVec,
     /// `countdown_retention_deleted_total{table}`: rows older than
     /// `RETENTION` deleted.
     pub retention_deleted: IntCounterVec,
@@ -216,6 +221,15 @@ impl Metrics {
             "Failed attempts to register the slash commands with Discord.",
         )?;
 
+        let interaction_answers = IntCounterVec::new(
+            Opts::new(
+                "countdown_interaction_answers_total",
+                "Interactions (slash commands, button presses) by how their answer ended \
+                 (answered, deferred then edited in, failed).",
+            ),
+            &["outcome"],
+        )?;
+
         let retention_deleted = IntCounterVec::new(
             Opts::new(
                 "countdown_retention_deleted_total",
@@ -235,6 +249,7 @@ impl Metrics {
             Box::new(commands.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(commands_by_source.clone()),
             Box::new(registration_failures.clone()),
+            Box::new(interaction_answers.clone()),
             Box::new(invalid_commands.clone()),
             Box::new(wrong_commands.clone()),
             Box::new(cancelled.clone()),
@@ -293,6 +308,7 @@ impl Metrics {
             leader_standbys,
             edge_races,
             registration_failures,
+            interaction_answers,
             retention_deleted,
             max_active,
             max_active_per_guild,
@@ -316,6 +332,7 @@ impl Metrics {
         each(&self.send_errors, &known.send_error_kinds);
         each(&self.finished, &known.end_statuses);
         each(&self.retention_deleted, &known.retention_tables);
+        each(&self.interaction_answers, &known.interaction_outcomes);
     }
 
     /// The Prometheus text exposition of every metric.

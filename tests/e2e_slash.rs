@@ -66,6 +66,10 @@ fn sample(source: &str, command: &str) -> String {
     format!("countdown_commands_by_source_total{{command=\"{command}\",source=\"{source}\"}}")
 }
 
+fn answers(outcome: &str) -> String {
+    format!("countdown_interaction_answers_total{{outcome=\"{outcome}\"}}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_count_is_answered_in_time_then_counts_with_a_stop_button() {
     let fake = fake().await;
@@ -228,6 +232,12 @@ async fn refusals_are_ephemeral_and_status_tells_what_counts() {
             .await,
         2.0
     );
+    // Eight slash commands, each answered once, in time.
+    let answered = bot.wait_metric(&answers("answered"), |n| n >= 8.0).await;
+    assert_eq!(answered, 8.0);
+    for outcome in ["deferred", "failed"] {
+        assert_eq!(bot.metric(&answers(outcome)).await, 0.0, "{outcome}");
+    }
     assert_no_pings(&fake);
     bot.assert_logs_clean();
 }
@@ -460,6 +470,65 @@ async fn an_answer_discord_refuses_as_late_is_logged_and_the_countdown_runs() {
     assert_eq!(answer.status, 404, "{answer:?}");
     assert_eq!(numbers(&wait_messages(&fake, ch, 2).await), one_to(2));
     assert_eq!(bot.log_count("interaction answer refused"), 1);
+    assert_eq!(bot.wait_metric(&answers("failed"), |n| n >= 1.0).await, 1.0);
+    assert_eq!(bot.metric(&answers("answered")).await, 0.0);
+    bot.assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managers_mention_stop_is_allowed_when_the_cache_lacks_the_guild() {
+    // No GUILD_CREATE for this guild: serenity's cache never holds it.
+    let config = fake_discord::FakeConfig::default();
+    let withheld = config.guilds[3].id;
+    let fake = fake_with(fake_discord::FakeConfig {
+        withheld_guilds: vec![withheld],
+        ..config
+    })
+    .await;
+    let db = TestDb::create().await;
+    let bot = Bot::start_ready(&fake, &db, &[("STOP_POLICY", "starter_or_manager")]).await;
+    let ch = channel(&fake, 3, 0);
+    let refused = "Only the person who started this countdown, or a member who can manage \
+                   messages here, can stop it.";
+
+    say(&fake, ch, &mention(&fake, "count to 60")).await;
+    first_number(&fake, ch, 0).await;
+    let asked = fake
+        .inject_message(ch, Author::user(STRANGER), &mention(&fake, "stop"))
+        .await
+        .unwrap();
+    assert_eq!(reply_to(&fake, ch, asked, "").await.content, refused);
+    assert_eq!(db.tasks().await[0].0, "running");
+
+    // A look-up Discord fails: today's answer, logged once.
+    let manager = || Author::user(MANAGER).with_roles(&[fake.manager_role(withheld)]);
+    fake.fail_guild_reads(1);
+    let asked = fake
+        .inject_message(ch, manager(), &mention(&fake, "stop"))
+        .await
+        .unwrap();
+    assert_eq!(reply_to(&fake, ch, asked, "").await.content, refused);
+    assert_eq!(bot.log_count("permissions look-up failed"), 1);
+    assert_eq!(db.tasks().await[0].0, "running");
+
+    let asked = fake
+        .inject_message(ch, manager(), &mention(&fake, "stop"))
+        .await
+        .unwrap();
+    stopped_reply(&fake, ch, asked).await;
+    db.wait_tasks("stopped", |t| t.len() == 1 && t[0].0 == "stopped")
+        .await;
+    // One look-up per stop (the count needed none): the guild asked once
+    // each time.
+    let guild_path = format!("/guilds/{withheld}");
+    let lookups = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&guild_path))
+        .count();
+    assert_eq!(lookups, 3);
+    assert_eq!(bot.log_count("permissions look-up failed"), 1);
+    assert_no_pings(&fake);
     bot.assert_logs_clean();
 }
 
@@ -550,5 +619,9 @@ async fn a_slow_database_defers_the_answer_and_a_missing_one_is_an_ephemeral_try
     );
     assert_eq!(numbers(&wait_messages(&fake, ch, 2).await), one_to(2));
     assert_eq!(bot.log_count("deferring it"), 1);
+    assert_eq!(
+        bot.wait_metric(&answers("deferred"), |n| n >= 1.0).await,
+        1.0
+    );
     bot.assert_logs_clean();
 }

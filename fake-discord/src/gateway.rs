@@ -420,7 +420,10 @@ fn identify(shared: &Shared, conn: &mut Conn, d: &Value) {
     });
     w.gw.dispatch_on(shard, "READY", ready);
     w.gw.ready_sent_at = Some(Instant::now());
-    for g in guilds {
+    for g in guilds
+        .into_iter()
+        .filter(|g| !shared.withheld_guilds.contains(&g.id))
+    {
         let guild = payloads::guild_create(&payloads::GuildView {
             id: g.id,
             channels: &g.channels,

@@ -105,6 +105,10 @@ pub struct FakeConfig {
     /// doubling of a table held every request for tens of milliseconds,
     /// which a benchmark measures as the bot's lateness. Default 0.
     pub history_capacity: usize,
+    /// Guilds whose GUILD_CREATE is not sent after READY (they stay
+    /// "unavailable", as during a Discord outage): the bot's cache lacks
+    /// them while their channels' messages still arrive. Default none.
+    pub withheld_guilds: Vec<u64>,
 }
 
 impl Default for FakeConfig {
@@ -133,6 +137,7 @@ impl Default for FakeConfig {
             record_exchanges: false,
             interaction_window: Duration::from_secs(3),
             history_capacity: 0,
+            withheld_guilds: Vec::new(),
         }
     }
 }
@@ -460,6 +465,11 @@ impl FakeDiscord {
     /// The next `n` bulk overwrites of application commands answer 500.
     pub fn fail_command_registration(&self, n: usize) {
         self.shared().world().fail_commands = n;
+    }
+
+    /// The next `n` `GET /guilds/{id}` answer 500.
+    pub fn fail_guild_reads(&self, n: usize) {
+        self.shared().world().fail_guild_reads = n;
     }
 
     /// The id of guild `guild_id`'s "Moderator" role, which grants Manage

@@ -340,6 +340,40 @@ pub(crate) fn guild_create(g: &GuildView<'_>) -> Value {
     })
 }
 
+/// The fields GUILD_CREATE has and `GET /guilds/{id}` has not.
+const GATEWAY_ONLY: [&str; 17] = [
+    "joined_at",
+    "large",
+    "unavailable",
+    "lazy",
+    "member_count",
+    "voice_states",
+    "members",
+    "channels",
+    "threads",
+    "presences",
+    "stage_instances",
+    "guild_scheduled_events",
+    "soundboard_sounds",
+    "embedded_activities",
+    "activity_instances",
+    "application_command_counts",
+    "version",
+];
+
+/// `GET /guilds/{id}`'s guild: GUILD_CREATE's without the gateway-only
+/// fields, with the deprecated `region` Discord still sends.
+pub(crate) fn guild(g: &GuildView<'_>) -> Value {
+    let mut guild = guild_create(g);
+    if let Some(fields) = guild.as_object_mut() {
+        for key in GATEWAY_ONLY {
+            fields.remove(key);
+        }
+        fields.insert("region".into(), Value::from("deprecated"));
+    }
+    guild
+}
+
 /// READY's `d`.
 pub(crate) struct ReadyView<'a> {
     pub bot_id: u64,

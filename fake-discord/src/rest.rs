@@ -37,6 +37,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/oauth2/applications/@me", get(get_application))
         .route("/applications/@me", get(get_application))
         .route("/channels/{channel_id}", get(get_channel))
+        .route("/guilds/{guild_id}", get(get_guild))
         .route(
             "/channels/{channel_id}/messages",
             post(post_message).get(crate::history::list_messages),
@@ -295,6 +296,41 @@ async fn get_application(State(shared): State<Arc<Shared>>) -> Response {
             shared.guilds.len(),
         ),
     )
+}
+
+/// `GET /guilds/{id}`: a guild of the fake (withheld or not: only its
+/// GUILD_CREATE is withheld), or 404 Unknown Guild (10004); 500 while
+/// `fail_guild_reads` lasts.
+async fn get_guild(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    {
+        let mut w = shared.world();
+        if w.fail_guild_reads > 0 {
+            w.fail_guild_reads -= 1;
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &payloads::error_body(0, "500: Internal Server Error"),
+            );
+        }
+    }
+    let spec = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| shared.guilds.iter().find(|g| g.id == id));
+    match spec {
+        Some(g) => json_response(
+            StatusCode::OK,
+            &payloads::guild(&payloads::GuildView {
+                id: g.id,
+                channels: &g.channels,
+                bot_id: shared.bot_user_id,
+                joined_at: &shared.joined_at,
+            }),
+        ),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            &payloads::error_body(10004, "Unknown Guild"),
+        ),
+    }
 }
 
 async fn get_channel(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

@@ -249,6 +249,8 @@ pub(crate) struct World {
     pub commands: HashMap<Option<u64>, Vec<Value>>,
     /// Bulk overwrites of commands still to fail (`fail_command_registration`).
     pub fail_commands: usize,
+    /// `GET /guilds/{id}` still to fail (`fail_guild_reads`).
+    pub fail_guild_reads: usize,
     /// Interactions dispatched, by id, until answered or expired.
     pub interactions: HashMap<u64, PendingInteraction>,
     /// Every callback received, in order (accepted or not).
@@ -459,6 +461,8 @@ pub(crate) struct Shared {
     pub joined_at: String,
     /// How long an interaction may wait for its answer (Discord: 3 s).
     pub interaction_window: Duration,
+    /// `FakeConfig::withheld_guilds`: no GUILD_CREATE for these.
+    pub withheld_guilds: Vec<u64>,
     world: Mutex<World>,
     /// Bumped on every created message.
     pub messages_tx: watch::Sender<u64>,
@@ -495,6 +499,7 @@ impl Shared {
             started: Instant::now(),
             joined_at: payloads::timestamp(joined),
             interaction_window: config.interaction_window,
+            withheld_guilds: config.withheld_guilds.clone(),
             world: Mutex::new(World {
                 last_snowflake: 0,
                 users: HashMap::new(),
@@ -521,6 +526,7 @@ impl Shared {
                 gw: GatewayState::default(),
                 commands: HashMap::new(),
                 fail_commands: 0,
+                fail_guild_reads: 0,
                 interactions: HashMap::new(),
                 interaction_responses: Vec::new(),
                 interaction_edits: Vec::new(),

@@ -8,6 +8,8 @@
 //! a second shard's READY starts nothing twice; the slash commands are
 //! registered once per term.
 
+use std::sync::Arc;
+
 use serenity::all::{
     ConnectionStage, Context, EventHandler, Interaction, Message, Ready, ResumedEvent,
 };
@@ -20,6 +22,7 @@ use super::registration::Registration;
 use crate::commands::policy::StopPolicy;
 use crate::commands::{CommandService, Incoming};
 use crate::resume::Resumer;
+use crate::send::Pacer;
 use crate::server::Readiness;
 
 pub struct Handler {
@@ -28,6 +31,8 @@ pub struct Handler {
     pub readiness: Readiness,
     pub interactions: Interactions,
     pub registration: Registration,
+    /// Books the permissions look-up (see [`permissions`]).
+    pub pacer: Arc<Pacer>,
 }
 
 #[async_trait]
@@ -81,20 +86,24 @@ impl EventHandler for Handler {
             return;
         }
         // Only a policy that asks needs the author's permissions (a cache
-        // lookup, no request), and only for a message that mentions someone
-        // (a command must mention the bot).
+        // lookup, a request only when the cache lacks them), and only for a
+        // `stop`.
         let manages_messages = match msg.guild_id {
             Some(guild_id)
                 if self.commands.stop_policy() == StopPolicy::StarterOrManager
-                    && !msg.mentions.is_empty() =>
+                    && !msg.mentions.is_empty()
+                    && self.commands.is_stop(&msg.content) =>
             {
                 permissions::manages_messages(
                     &ctx.cache,
+                    &ctx.http,
+                    &self.pacer,
                     guild_id,
                     msg.channel_id,
                     msg.author.id,
                     msg.member.as_deref(),
                 )
+                .await
             }
             _ => false,
         };

@@ -23,6 +23,9 @@
 //!   the user sees "thinking…" instead of "the application did not
 //!   respond". Ephemeral, because the answer may turn out to be a refusal.
 //!
+//! Each interaction's answer is counted once by its outcome
+//! ([`AnswerOutcome`], `countdown_interaction_answers_total{outcome}`).
+//!
 //! Interaction responses are not bound by the bot's global rate limit (a
 //! Discord rule), and an unanswered interaction shows the user an error, so
 //! they bypass the pacer and the reply budget: every interaction gets
@@ -43,6 +46,7 @@ use crate::commands::parse::{InvalidReason, MAX_TARGET};
 use crate::commands::{
     policy, replies, status, CommandService, CountOutcome, Origin, Source, StopOutcome,
 };
+use crate::metrics::Metrics;
 
 /// How long `/stop` waits for the countdown's task before it answers: a
 /// number in flight is let finish, and the answer should say where it
@@ -58,6 +62,37 @@ pub const DEFER_AFTER: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Interactions {
     commands: CommandService,
+    metrics: Metrics,
+}
+
+/// How an interaction's answer ended, as counted in
+/// `countdown_interaction_answers_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerOutcome {
+    /// Discord accepted the response (type 4 or 7) within the window.
+    Answered,
+    /// Acknowledged with a deferral (type 5), then the answer edited in.
+    Deferred,
+    /// Discord refused the response, the deferral or the edit (past the
+    /// window, an unknown interaction), or it did not reach Discord: the
+    /// user saw "the application did not respond".
+    Failed,
+}
+
+impl AnswerOutcome {
+    pub const ALL: [AnswerOutcome; 3] = [
+        AnswerOutcome::Answered,
+        AnswerOutcome::Deferred,
+        AnswerOutcome::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AnswerOutcome::Answered => "answered",
+            AnswerOutcome::Deferred => "deferred",
+            AnswerOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// One answer to an interaction.
@@ -81,26 +116,33 @@ impl Answer {
 }
 
 /// Runs `work`; if it is not done after `defer_after`, runs `defer` (the
-/// acknowledgement) alongside it. Returns `work`'s output and whether it
-/// was deferred.
-async fn answer_in_time<A>(
+/// acknowledgement) alongside it. Returns `work`'s output and, if it was
+/// deferred, `defer`'s.
+async fn answer_in_time<A, D>(
     work: impl std::future::Future<Output = A>,
     defer_after: Duration,
-    defer: impl std::future::Future<Output = ()>,
-) -> (A, bool) {
+    defer: impl std::future::Future<Output = D>,
+) -> (A, Option<D>) {
     tokio::pin!(work);
     tokio::select! {
         biased;
-        done = &mut work => return (done, false),
+        done = &mut work => return (done, None),
         _ = tokio::time::sleep(defer_after) => {}
     }
-    let ((), done) = tokio::join!(defer, work);
-    (done, true)
+    let (deferral, done) = tokio::join!(defer, work);
+    (done, Some(deferral))
 }
 
 impl Interactions {
-    pub fn new(commands: CommandService) -> Self {
-        Interactions { commands }
+    pub fn new(commands: CommandService, metrics: Metrics) -> Self {
+        Interactions { commands, metrics }
+    }
+
+    fn count(&self, outcome: AnswerOutcome) {
+        self.metrics
+            .interaction_answers
+            .with_label_values(&[outcome.label()])
+            .inc();
     }
 
     pub async fn handle(&self, ctx: &Context, interaction: Interaction) {
@@ -138,26 +180,35 @@ impl Interactions {
         let defer = async {
             tracing::warn!("answer not ready in time: deferring it");
             let outcome = command.defer_ephemeral(&ctx.http).await;
-            log_answer(outcome, arrived);
+            log_answer(outcome, arrived)
         };
-        let (answer, deferred) = answer_in_time(self.command(command), DEFER_AFTER, defer).await;
-        if deferred {
-            let edit = EditInteractionResponse::new()
-                .content(answer.text())
-                .allowed_mentions(no_pings());
-            if let Err(error) = command.edit_response(&ctx.http, edit).await {
-                tracing::warn!(%error, "deferred answer not delivered");
+        let (answer, deferral) = answer_in_time(self.command(command), DEFER_AFTER, defer).await;
+        let outcome = match deferral {
+            Some(acknowledged) => {
+                let edit = EditInteractionResponse::new()
+                    .content(answer.text())
+                    .allowed_mentions(no_pings());
+                match command.edit_response(&ctx.http, edit).await {
+                    Ok(_) if acknowledged => AnswerOutcome::Deferred,
+                    Ok(_) => AnswerOutcome::Failed,
+                    Err(error) => {
+                        tracing::warn!(%error, "deferred answer not delivered");
+                        AnswerOutcome::Failed
+                    }
+                }
             }
-        } else {
-            let outcome = command.create_response(&ctx.http, response(answer)).await;
-            log_answer(outcome, arrived);
-        }
+            None => {
+                let outcome = command.create_response(&ctx.http, response(answer)).await;
+                answered(log_answer(outcome, arrived))
+            }
+        };
+        self.count(outcome);
     }
 
     async fn answer_press(&self, ctx: &Context, press: &ComponentInteraction, arrived: Instant) {
         let (answer, then) = self.press(press);
         let outcome = press.create_response(&ctx.http, response(answer)).await;
-        log_answer(outcome, arrived);
+        self.count(answered(log_answer(outcome, arrived)));
         if let Some(pending) = then {
             // After the acknowledgement: the in-flight number may take
             // longer than the window.
@@ -322,8 +373,19 @@ fn no_pings() -> CreateAllowedMentions {
         .replied_user(false)
 }
 
-fn log_answer(outcome: serenity::Result<()>, arrived: Instant) {
+/// A response's outcome: whether Discord accepted it.
+fn answered(accepted: bool) -> AnswerOutcome {
+    if accepted {
+        AnswerOutcome::Answered
+    } else {
+        AnswerOutcome::Failed
+    }
+}
+
+/// Logs a response's fate; true when Discord accepted it.
+fn log_answer(outcome: serenity::Result<()>, arrived: Instant) -> bool {
     let took = arrived.elapsed();
+    let accepted = outcome.is_ok();
     match outcome {
         Ok(()) if took > SLOW_ANSWER => {
             tracing::warn!(
@@ -338,6 +400,7 @@ fn log_answer(outcome: serenity::Result<()>, arrived: Instant) {
             "interaction answer refused"
         ),
     }
+    accepted
 }
 
 #[cfg(test)]
@@ -354,7 +417,7 @@ mod tests {
             7
         };
         let defer = async { deferred.store(true, Ordering::SeqCst) };
-        assert_eq!(answer_in_time(work, DEFER_AFTER, defer).await, (7, false));
+        assert_eq!(answer_in_time(work, DEFER_AFTER, defer).await, (7, None));
         assert!(!deferred.load(Ordering::SeqCst));
     }
 
@@ -369,7 +432,7 @@ mod tests {
         let defer = async { *deferred_at.lock().unwrap() = Some(start.elapsed()) };
         assert_eq!(
             answer_in_time(work, DEFER_AFTER, defer).await,
-            ("late", true)
+            ("late", Some(()))
         );
         assert_eq!(*deferred_at.lock().unwrap(), Some(DEFER_AFTER));
         assert_eq!(

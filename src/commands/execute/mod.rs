@@ -100,6 +100,18 @@ impl CommandService {
         self.inner.bot_id.load(Ordering::SeqCst) != 0 && !self.inner.shutdown.is_cancelled()
     }
 
+    /// A message that is a `stop` addressed to the bot: the only command
+    /// whose author's permissions matter.
+    pub fn is_stop(&self, content: &str) -> bool {
+        let bot_id = self.inner.bot_id.load(Ordering::SeqCst);
+        bot_id != 0
+            && crate::commands::parse::mentions(content, bot_id)
+            && matches!(
+                crate::commands::parse::parse(content, bot_id),
+                crate::commands::Command::Stop
+            )
+    }
+
     /// The bot's own user id, learnt from READY.
     pub fn set_bot_id(&self, id: u64) {
         self.inner.bot_id.store(id, Ordering::SeqCst);
