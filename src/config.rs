@@ -210,12 +210,23 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     where
         T::Err: std::fmt::Display,
     {
-        parse_or(var, self.get(var), default)
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| ConfigError::invalid(var, format!("{raw:?}: {e}"))),
+        }
     }
 
     /// A duration such as `90s`, `1h` or `90d`, or `default` when unset.
     fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
-        duration_or(var, self.get(var), default)
+        let raw = self.get(var).unwrap_or_else(|| default.to_owned());
+        humantime::parse_duration(&raw).map_err(|e| {
+            ConfigError::invalid(
+                var,
+                format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"),
+            )
+        })
     }
 
     fn at_least_one<T: PartialEq + Default>(
@@ -325,36 +336,6 @@ fn shards(raw: Option<String>) -> Result<Shards, ConfigError> {
             )),
         },
     }
-}
-
-fn parse_or<T: FromStr>(
-    var: &'static str,
-    raw: Option<String>,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match raw {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse()
-            .map_err(|e| ConfigError::invalid(var, format!("{raw:?}: {e}"))),
-    }
-}
-
-fn duration_or(
-    var: &'static str,
-    raw: Option<String>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let raw = raw.unwrap_or_else(|| default.to_owned());
-    humantime::parse_duration(&raw).map_err(|e| {
-        ConfigError::invalid(
-            var,
-            format!("{raw:?}: {e} (expected e.g. \"1h\" or \"30s\")"),
-        )
-    })
 }
 
 /// `STOP_POLICY`.

@@ -56,9 +56,7 @@ impl Refusal {
             None
         }
     }
-}
 
-impl Refusal {
     /// The line the bot exits with: what Discord said, and what to change.
     pub fn advice(self, shards: Shards) -> String {
         let fix = match (self, shards) {
@@ -82,8 +80,8 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::ShardingRequired => f.write_str("4011: sharding required"),
-            Refusal::InvalidShard => f.write_str("4010: invalid shard"),
+            Refusal::ShardingRequired => write!(f, "{}: sharding required", self.code()),
+            Refusal::InvalidShard => write!(f, "{}: invalid shard", self.code()),
         }
     }
 }

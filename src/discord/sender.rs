@@ -13,7 +13,7 @@ use serenity::all::{
 };
 
 use super::components;
-use crate::send::answer;
+use crate::send::answer::{self, snowflake};
 use crate::send::{Delivered, Listed, MessageSink, Outgoing, SendError, PAGE};
 
 pub struct DiscordSink {
@@ -147,10 +147,6 @@ fn stop_button_of(m: &serde_json::Value) -> Option<i64> {
         .flatten()
         .filter_map(|c| c.get("custom_id")?.as_str())
         .find_map(components::parse_stop_custom_id)
-}
-
-fn snowflake(v: Option<&serde_json::Value>) -> Option<u64> {
-    v?.as_str()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -18,10 +18,13 @@ pub fn delivered(headers: &HeaderMap, body: &str) -> Delivered {
         remaining: header(headers, "x-ratelimit-remaining"),
         reset_after: header::<f64>(headers, "x-ratelimit-reset-after").and_then(seconds),
         age: json.as_ref().and_then(message_age),
-        message_id: json
-            .as_ref()
-            .and_then(|j| j.get("id")?.as_str()?.parse().ok()),
+        message_id: json.as_ref().and_then(|j| snowflake(j.get("id"))),
     }
+}
+
+/// A snowflake as Discord's JSON carries it: a string of digits.
+pub fn snowflake(v: Option<&serde_json::Value>) -> Option<u64> {
+    v?.as_str()?.parse().ok()
 }
 
 /// Turns a non-2xx answer into a [`SendError`].
